@@ -1,0 +1,260 @@
+//! Output encoding: decisions, suppressed candidates and dead letters as Avro that a downstream
+//! service decodes with stock tools and the shipped `.avsc`.
+
+use crate::input::ErrorClass;
+use crate::schema;
+use serde::{Deserialize, Serialize};
+use serde_avro_fast::ser::SerializerConfig;
+use serde_avro_fast::Schema;
+use tact_core::{Decision, Reason, Suppressed};
+
+/// Framing of every record tact produces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputFormat {
+    /// Avro single-object encoding: 0xC3 0x01 + CRC-64-AVRO fingerprint + datum. Self-describing
+    /// against the shipped schemas; needs no registry.
+    SingleObject,
+    /// Confluent framing with the schema ids registered for each topic.
+    Confluent {
+        decision_id: u32,
+        suppressed_id: u32,
+        dead_letter_id: u32,
+    },
+}
+
+/// Where in the pipeline a record was given up on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    Decode,
+    Validate,
+    Apply,
+}
+
+impl Stage {
+    fn symbol(self) -> &'static str {
+        match self {
+            Stage::Decode => "DECODE",
+            Stage::Validate => "VALIDATE",
+            Stage::Apply => "APPLY",
+        }
+    }
+}
+
+/// An input record tact could not use, with why. The original bytes are kept unchanged.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadLetter<'a> {
+    pub source_topic: &'a str,
+    pub source_partition: i32,
+    pub source_offset: i64,
+    pub original_key: Option<&'a [u8]>,
+    pub original_value: Option<&'a [u8]>,
+    pub stage: Stage,
+    pub error_class: ErrorClass,
+    pub message: &'a str,
+    pub dead_lettered_at_ms: i64,
+}
+
+#[derive(Serialize)]
+struct WireDecision<'a> {
+    decision_id: &'a str,
+    customer_id: &'a str,
+    session_id: Option<&'a str>,
+    kind: &'static str,
+    channel: &'static str,
+    personalized: bool,
+    items: &'a [String],
+    reasons: &'a [Reason],
+    cause_event_id: &'a str,
+    created_at: i64,
+    expires_at: i64,
+    policy_version: &'a str,
+}
+
+#[derive(Serialize)]
+struct WireSuppressed<'a> {
+    candidate_id: &'a str,
+    customer_id: &'a str,
+    session_id: Option<&'a str>,
+    kind: &'static str,
+    channel: &'static str,
+    gate: &'static str,
+    reason_code: &'a str,
+    detail: &'a str,
+    cause_event_id: &'a str,
+    created_at: i64,
+    policy_version: &'a str,
+}
+
+#[derive(Serialize)]
+struct WireDeadLetter<'a> {
+    source_topic: &'a str,
+    source_partition: i32,
+    source_offset: i64,
+    original_key: Option<&'a serde_bytes::Bytes>,
+    original_value: Option<&'a serde_bytes::Bytes>,
+    stage: &'static str,
+    error_class: &'static str,
+    message: &'a str,
+    dead_lettered_at: i64,
+}
+
+/// Encodes output records. Holds the serializer configs so their buffers are reused.
+pub struct Encoder {
+    format: OutputFormat,
+    decision: SerializerConfig<'static>,
+    suppressed: SerializerConfig<'static>,
+    dead_letter: SerializerConfig<'static>,
+}
+
+impl std::fmt::Debug for Encoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Encoder").field("format", &self.format).finish()
+    }
+}
+
+fn framed<T: Serialize>(value: &T, config: &mut SerializerConfig<'static>, confluent_id: Option<u32>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(192);
+    match confluent_id {
+        Some(id) => {
+            out.push(0);
+            out.extend_from_slice(&id.to_be_bytes());
+        }
+        None => {
+            out.extend_from_slice(&[0xC3, 0x01]);
+            out.extend_from_slice(config.schema().rabin_fingerprint());
+        }
+    }
+    // The wire structs mirror the shipped schemas field for field (tested); a failure here is a
+    // programming error, not bad input.
+    serde_avro_fast::to_datum(value, out, config).expect("output record matches its shipped schema")
+}
+
+impl Encoder {
+    pub fn new(format: OutputFormat) -> Encoder {
+        Encoder {
+            format,
+            decision: SerializerConfig::new(schema::decision()),
+            suppressed: SerializerConfig::new(schema::suppressed()),
+            dead_letter: SerializerConfig::new(schema::dead_letter()),
+        }
+    }
+
+    fn id(&self, pick: fn(u32, u32, u32) -> u32) -> Option<u32> {
+        match self.format {
+            OutputFormat::SingleObject => None,
+            OutputFormat::Confluent {
+                decision_id,
+                suppressed_id,
+                dead_letter_id,
+            } => Some(pick(decision_id, suppressed_id, dead_letter_id)),
+        }
+    }
+
+    pub fn decision(&mut self, d: &Decision) -> Vec<u8> {
+        let wire = WireDecision {
+            decision_id: &d.decision_id,
+            customer_id: &d.customer_id,
+            session_id: d.session_id.as_deref(),
+            kind: d.kind.symbol(),
+            channel: d.channel.symbol(),
+            personalized: d.personalized,
+            items: &d.items,
+            reasons: &d.reasons,
+            cause_event_id: &d.cause_event_id,
+            created_at: d.created_at.millis(),
+            expires_at: d.expires_at.millis(),
+            policy_version: &d.policy_version,
+        };
+        let id = self.id(|d, _, _| d);
+        framed(&wire, &mut self.decision, id)
+    }
+
+    pub fn suppressed(&mut self, s: &Suppressed) -> Vec<u8> {
+        let wire = WireSuppressed {
+            candidate_id: &s.candidate_id,
+            customer_id: &s.customer_id,
+            session_id: s.session_id.as_deref(),
+            kind: s.kind.symbol(),
+            channel: s.channel.symbol(),
+            gate: s.gate.symbol(),
+            reason_code: s.reason_code,
+            detail: &s.detail,
+            cause_event_id: &s.cause_event_id,
+            created_at: s.created_at.millis(),
+            policy_version: &s.policy_version,
+        };
+        let id = self.id(|_, s, _| s);
+        framed(&wire, &mut self.suppressed, id)
+    }
+
+    pub fn dead_letter(&mut self, d: &DeadLetter<'_>) -> Vec<u8> {
+        let wire = WireDeadLetter {
+            source_topic: d.source_topic,
+            source_partition: d.source_partition,
+            source_offset: d.source_offset,
+            original_key: d.original_key.map(serde_bytes::Bytes::new),
+            original_value: d.original_value.map(serde_bytes::Bytes::new),
+            stage: d.stage.symbol(),
+            error_class: d.error_class.symbol(),
+            message: d.message,
+            dead_lettered_at: d.dead_lettered_at_ms,
+        };
+        let id = self.id(|_, _, l| l);
+        framed(&wire, &mut self.dead_letter, id)
+    }
+}
+
+/// A decision as read back from the decisions topic (demo viewer, tests, tooling).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct DecodedDecision {
+    pub decision_id: String,
+    pub customer_id: String,
+    pub session_id: Option<String>,
+    pub kind: String,
+    pub channel: String,
+    pub personalized: bool,
+    pub items: Vec<String>,
+    pub reasons: Vec<Reason>,
+    pub cause_event_id: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub policy_version: String,
+}
+
+/// A suppressed candidate as read back from the audit topic.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct DecodedSuppressed {
+    pub candidate_id: String,
+    pub customer_id: String,
+    pub session_id: Option<String>,
+    pub kind: String,
+    pub channel: String,
+    pub gate: String,
+    pub reason_code: String,
+    pub detail: String,
+    pub cause_event_id: String,
+    pub created_at: i64,
+    pub policy_version: String,
+}
+
+fn read_output<T: serde::de::DeserializeOwned>(bytes: &[u8], schema: &Schema) -> Result<T, String> {
+    let datum = match bytes {
+        [0xC3, 0x01, rest @ ..] if rest.len() >= 8 => {
+            if &rest[..8] != schema.rabin_fingerprint() {
+                return Err("fingerprint differs from the shipped schema".into());
+            }
+            &rest[8..]
+        }
+        [0, _, _, _, _, datum @ ..] => datum,
+        _ => return Err("neither single-object nor Confluent framing".into()),
+    };
+    serde_avro_fast::from_datum_slice(datum, schema).map_err(|e| e.to_string())
+}
+
+pub fn decode_decision(bytes: &[u8]) -> Result<DecodedDecision, String> {
+    read_output(bytes, schema::decision())
+}
+
+pub fn decode_suppressed(bytes: &[u8]) -> Result<DecodedSuppressed, String> {
+    read_output(bytes, schema::suppressed())
+}

@@ -1,0 +1,50 @@
+//! The shipped Avro schemas, compiled in so the binary and `schemas/` can never disagree.
+
+use serde_avro_fast::Schema;
+use std::sync::OnceLock;
+
+/// (file name, JSON text) of every shipped schema.
+pub const FILES: [(&str, &str); 5] = [
+    ("click_event.avsc", CLICK_EVENT),
+    ("profile_command.avsc", PROFILE_COMMAND),
+    ("decision.avsc", DECISION),
+    ("suppressed_candidate.avsc", SUPPRESSED),
+    ("dead_letter.avsc", DEAD_LETTER),
+];
+
+pub const CLICK_EVENT: &str = include_str!("../../../schemas/click_event.avsc");
+pub const PROFILE_COMMAND: &str = include_str!("../../../schemas/profile_command.avsc");
+pub const DECISION: &str = include_str!("../../../schemas/decision.avsc");
+pub const SUPPRESSED: &str = include_str!("../../../schemas/suppressed_candidate.avsc");
+pub const DEAD_LETTER: &str = include_str!("../../../schemas/dead_letter.avsc");
+
+macro_rules! parsed {
+    ($fn_name:ident, $text:ident) => {
+        pub fn $fn_name() -> &'static Schema {
+            static CELL: OnceLock<Schema> = OnceLock::new();
+            CELL.get_or_init(|| {
+                $text
+                    .parse()
+                    .expect(concat!("shipped schema ", stringify!($text), " parses (checked by tests)"))
+            })
+        }
+    };
+}
+
+parsed!(click_event, CLICK_EVENT);
+parsed!(profile_command, PROFILE_COMMAND);
+parsed!(decision, DECISION);
+parsed!(suppressed, SUPPRESSED);
+parsed!(dead_letter, DEAD_LETTER);
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_shipped_schema_parses() {
+        super::click_event();
+        super::profile_command();
+        super::decision();
+        super::suppressed();
+        super::dead_letter();
+    }
+}

@@ -1,0 +1,287 @@
+use super::*;
+use crate::event::{Item, PreferencesUpdate};
+use proptest::prelude::*;
+
+const MIN: i64 = 60_000;
+
+fn ev(id: &str, session: &str, minute: i64, kind: EventKind) -> ClickEvent {
+    ClickEvent {
+        event_id: id.into(),
+        customer_id: "c1".into(),
+        session_id: session.into(),
+        event_time: Timestamp(1_700_000_000_000 + minute * MIN),
+        kind,
+        page: None,
+        category: None,
+        product_id: None,
+        search_query: None,
+        search_results: None,
+        scroll_depth: None,
+        dwell_ms: None,
+        items: vec![],
+        gift: false,
+        decision_id: None,
+        suggestion_kind: None,
+        gpc: false,
+    }
+}
+
+fn view(id: &str, session: &str, minute: i64, category: &str, product: &str) -> ClickEvent {
+    ClickEvent {
+        category: Some(category.into()),
+        product_id: Some(product.into()),
+        ..ev(id, session, minute, EventKind::ProductView)
+    }
+}
+
+fn cmd(body: CommandBody) -> ProfileCommand {
+    ProfileCommand {
+        command_id: "cmd".into(),
+        customer_id: "c1".into(),
+        issued_at: Timestamp(1_700_000_000_000),
+        body,
+    }
+}
+
+fn grant(state: &mut CustomerState, granted: bool) {
+    apply_command(
+        state,
+        &cmd(CommandBody::SetConsent {
+            purpose: Purpose::Personalization,
+            channel: None,
+            granted,
+            source: "banner".into(),
+            expires_at: None,
+        }),
+        &Policy::default(),
+    );
+}
+
+#[test]
+fn returning_customer_after_the_gap_is_welcomed_back_once() {
+    let policy = Policy::default();
+    let mut s = CustomerState::default();
+    assert!(apply_event(&mut s, &ev("e1", "s1", 0, EventKind::PageView), &policy)
+        .decisions
+        .is_empty());
+    let out = apply_event(&mut s, &ev("e2", "s2", 45, EventKind::PageView), &policy);
+    assert_eq!(out.decisions.len(), 1);
+    let d = &out.decisions[0];
+    assert_eq!(d.kind, DecisionKind::WelcomeBack);
+    assert_eq!(d.cause_event_id, "e2");
+    assert_eq!(d.created_at, Timestamp(1_700_000_000_000 + 45 * MIN));
+    assert!(apply_event(&mut s, &ev("e3", "s2", 46, EventKind::PageView), &policy)
+        .decisions
+        .is_empty());
+}
+
+#[test]
+fn a_new_session_id_within_the_gap_is_not_a_return() {
+    let policy = Policy::default();
+    let mut s = CustomerState::default();
+    apply_event(&mut s, &ev("e1", "s1", 0, EventKind::PageView), &policy);
+    let out = apply_event(&mut s, &ev("e2", "s2", 5, EventKind::PageView), &policy);
+    assert!(out.decisions.is_empty());
+    assert_eq!(s.visits, 2);
+}
+
+#[test]
+fn opted_out_returning_customer_gets_a_plain_welcome_back_and_no_recommendation() {
+    let policy = Policy::default();
+    let mut s = CustomerState::default();
+    grant(&mut s, false);
+    for (i, p) in ["p1", "p2", "p3"].iter().enumerate() {
+        apply_event(&mut s, &view(&format!("a{i}"), "s1", i as i64, "shoes", p), &policy);
+    }
+    let mut all = Outcome::default();
+    for (i, p) in ["p4", "p5", "p6", "p7"].iter().enumerate() {
+        let o = apply_event(&mut s, &view(&format!("b{i}"), "s2", 60 + i as i64, "shoes", p), &policy);
+        all.decisions.extend(o.decisions);
+        all.suppressed.extend(o.suppressed);
+    }
+    assert_eq!(all.decisions.len(), 1, "{:?}", all.decisions);
+    let welcome = &all.decisions[0];
+    assert_eq!(welcome.kind, DecisionKind::WelcomeBack);
+    assert!(!welcome.personalized);
+    assert!(welcome.items.is_empty());
+    assert_eq!(all.suppressed.len(), 1);
+    assert_eq!(all.suppressed[0].gate, Gate::Consent);
+    assert_eq!(all.suppressed[0].reason_code, "consent_denied");
+    assert!(s.interests.is_empty(), "no long-term memory without consent");
+}
+
+#[test]
+fn consenting_customer_gets_a_recommendation_from_viewed_products_once_per_session() {
+    let policy = Policy::default();
+    let mut s = CustomerState::default();
+    grant(&mut s, true);
+    let mut decisions = vec![];
+    for (i, p) in ["p1", "p2", "p3", "p4"].iter().enumerate() {
+        decisions.extend(
+            apply_event(&mut s, &view(&format!("e{i}"), "s1", i as i64, "shoes", p), &policy).decisions,
+        );
+    }
+    assert_eq!(decisions.len(), 1);
+    let d = &decisions[0];
+    assert_eq!(d.kind, DecisionKind::Recommendation);
+    assert_eq!(d.items, ["p3", "p2", "p1"]);
+    assert_eq!(d.cause_event_id, "e2");
+    assert!(d.personalized);
+    assert_eq!(d.reasons[0].code, "category_interest");
+}
+
+#[test]
+fn interests_span_sessions_only_with_consent() {
+    let policy = Policy::default();
+    let mut s = CustomerState::default();
+    grant(&mut s, true);
+    apply_event(&mut s, &view("e1", "s1", 0, "shoes", "p1"), &policy);
+    apply_event(&mut s, &view("e2", "s1", 1, "shoes", "p2"), &policy);
+    let out = apply_event(&mut s, &view("e3", "s2", 90, "shoes", "p3"), &policy);
+    let kinds: Vec<_> = out.decisions.iter().map(|d| d.kind).collect();
+    assert_eq!(kinds, [DecisionKind::WelcomeBack, DecisionKind::Recommendation]);
+}
+
+#[test]
+fn gift_purchases_do_not_feed_the_buyers_interests() {
+    let policy = Policy::default();
+    let mut s = CustomerState::default();
+    grant(&mut s, true);
+    let mut purchase = ev("e1", "s1", 0, EventKind::Purchase);
+    purchase.gift = true;
+    purchase.items = vec![Item {
+        product_id: "book".into(),
+        category: Some("children_books".into()),
+        quantity: 1,
+        unit_price_cents: 999,
+    }];
+    apply_event(&mut s, &purchase, &policy);
+    assert!(s.interests.is_empty());
+}
+
+#[test]
+fn suggestions_off_and_exclusions_suppress_recommendations_with_the_override_gate() {
+    let policy = Policy::default();
+    for update in [
+        PreferencesUpdate {
+            suggestions_enabled: Some(false),
+            ..Default::default()
+        },
+        PreferencesUpdate {
+            excluded_categories: vec!["shoes".into()],
+            ..Default::default()
+        },
+    ] {
+        let mut s = CustomerState::default();
+        grant(&mut s, true);
+        apply_command(&mut s, &cmd(CommandBody::SetPreferences(update)), &policy);
+        let mut out = Outcome::default();
+        for i in 0..3 {
+            let o = apply_event(&mut s, &view(&format!("e{i}"), "s1", i, "shoes", "p"), &policy);
+            out.decisions.extend(o.decisions);
+            out.suppressed.extend(o.suppressed);
+        }
+        assert!(out.decisions.is_empty());
+        assert_eq!(out.suppressed.len(), 1);
+        assert_eq!(out.suppressed[0].gate, Gate::CustomerOverride);
+    }
+}
+
+#[test]
+fn private_category_traces_are_deleted_and_not_recorded_again() {
+    let policy = Policy::default();
+    let mut s = CustomerState::default();
+    grant(&mut s, true);
+    apply_event(&mut s, &view("e1", "s1", 0, "health", "p1"), &policy);
+    assert_eq!(s.interests.len(), 1);
+    apply_command(
+        &mut s,
+        &cmd(CommandBody::SetPreferences(PreferencesUpdate {
+            private_categories: vec!["health".into()],
+            ..Default::default()
+        })),
+        &policy,
+    );
+    apply_event(&mut s, &view("e2", "s1", 1, "health", "p2"), &policy);
+    assert!(s.interests.is_empty());
+    assert!(s.session.as_ref().is_some_and(|x| x.category_views.is_empty()));
+}
+
+#[test]
+fn erase_forgets_everything() {
+    let policy = Policy::default();
+    let mut s = CustomerState::default();
+    grant(&mut s, true);
+    apply_event(&mut s, &view("e1", "s1", 0, "shoes", "p1"), &policy);
+    let effect = apply_command(&mut s, &cmd(CommandBody::Erase { request_ref: None }), &policy);
+    assert_eq!(effect, CommandEffect::Erase);
+    assert!(s.is_empty());
+}
+
+#[test]
+fn unknown_event_types_are_tolerated_and_keep_the_session_alive() {
+    let policy = Policy::default();
+    let mut s = CustomerState::default();
+    apply_event(&mut s, &ev("e1", "s1", 0, EventKind::PageView), &policy);
+    let out = apply_event(&mut s, &ev("e2", "s1", 20, EventKind::Unknown("HOVER".into())), &policy);
+    assert!(out.decisions.is_empty());
+    let out = apply_event(&mut s, &ev("e3", "s1", 40, EventKind::PageView), &policy);
+    assert!(out.decisions.is_empty(), "activity 20 minutes ago keeps the session open");
+}
+
+#[test]
+fn the_same_input_yields_the_same_decision_ids() {
+    let policy = Policy::default();
+    let run = || {
+        let mut s = CustomerState::default();
+        grant(&mut s, true);
+        (0..5)
+            .flat_map(|i| apply_event(&mut s, &view(&format!("e{i}"), "s1", i, "shoes", "p"), &policy).decisions)
+            .map(|d| d.decision_id)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(run(), run());
+}
+
+fn arb_event() -> impl Strategy<Value = (u8, u8, u8, u16)> {
+    (0u8..6, 0u8..4, 0u8..3, 0u16..200)
+}
+
+proptest! {
+    /// No personalized content, and no recommendation at all, without personalization consent;
+    /// per-customer memory stays bounded whatever the input.
+    #[test]
+    fn no_decision_violates_consent_and_state_stays_bounded(
+        consent_at in proptest::option::of(0usize..40),
+        granted in any::<bool>(),
+        events in proptest::collection::vec(arb_event(), 1..60),
+    ) {
+        let policy = Policy { max_tracked_categories: 2, max_recent_products: 3, ..Policy::default() };
+        let mut s = CustomerState::default();
+        let mut minute = 0i64;
+        for (i, (kind, cat, session, gap)) in events.iter().enumerate() {
+            if consent_at == Some(i) {
+                grant(&mut s, granted);
+            }
+            minute += i64::from(*gap);
+            let kind = [EventKind::PageView, EventKind::CategoryView, EventKind::ProductView,
+                        EventKind::Purchase, EventKind::Other, EventKind::Unknown("X".into())][*kind as usize].clone();
+            let mut e = ev(&format!("e{i}"), &format!("s{session}"), minute, kind);
+            e.category = Some(format!("cat{cat}"));
+            e.product_id = Some(format!("p{}", i % 5));
+            let consented = personalization_granted(&s, &policy, e.event_time);
+            let out = apply_event(&mut s, &e, &policy);
+            for d in &out.decisions {
+                if !consented {
+                    prop_assert!(!d.personalized && d.items.is_empty());
+                    prop_assert_eq!(d.kind, DecisionKind::WelcomeBack);
+                }
+            }
+            if !consented {
+                prop_assert!(s.interests.is_empty());
+            }
+            prop_assert!(s.interests.len() <= 2);
+            prop_assert!(s.interests.iter().all(|c| c.recent_products.len() <= 3));
+        }
+    }
+}

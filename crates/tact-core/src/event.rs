@@ -1,0 +1,191 @@
+//! Typed inputs. The codec parses wire bytes into these at the edge; nothing past the edge sees raw
+//! strings for things that have a fixed vocabulary.
+
+use crate::time::Timestamp;
+use crate::Channel;
+use serde::{Deserialize, Serialize};
+
+/// What happened on the site.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EventKind {
+    PageView,
+    CategoryView,
+    ProductView,
+    Search,
+    FaqView,
+    AddToCart,
+    Purchase,
+    SuggestionShown,
+    SuggestionClicked,
+    SuggestionDismissed,
+    ChatOpened,
+    EmailClick,
+    /// The producer said "other": a known catch-all, used for nothing but liveness.
+    Other,
+    /// A type this version of tact does not know (e.g. a newer producer). Counted, never an error.
+    Unknown(String),
+}
+
+impl EventKind {
+    /// Parses the wire symbol (`PAGE_VIEW`, ...). Unknown symbols become [`EventKind::Unknown`].
+    pub fn from_symbol(symbol: &str) -> EventKind {
+        match symbol {
+            "PAGE_VIEW" => EventKind::PageView,
+            "CATEGORY_VIEW" => EventKind::CategoryView,
+            "PRODUCT_VIEW" => EventKind::ProductView,
+            "SEARCH" => EventKind::Search,
+            "FAQ_VIEW" => EventKind::FaqView,
+            "ADD_TO_CART" => EventKind::AddToCart,
+            "PURCHASE" => EventKind::Purchase,
+            "SUGGESTION_SHOWN" => EventKind::SuggestionShown,
+            "SUGGESTION_CLICKED" => EventKind::SuggestionClicked,
+            "SUGGESTION_DISMISSED" => EventKind::SuggestionDismissed,
+            "CHAT_OPENED" => EventKind::ChatOpened,
+            "EMAIL_CLICK" => EventKind::EmailClick,
+            "OTHER" => EventKind::Other,
+            other => EventKind::Unknown(other.to_owned()),
+        }
+    }
+
+    pub fn symbol(&self) -> &str {
+        match self {
+            EventKind::PageView => "PAGE_VIEW",
+            EventKind::CategoryView => "CATEGORY_VIEW",
+            EventKind::ProductView => "PRODUCT_VIEW",
+            EventKind::Search => "SEARCH",
+            EventKind::FaqView => "FAQ_VIEW",
+            EventKind::AddToCart => "ADD_TO_CART",
+            EventKind::Purchase => "PURCHASE",
+            EventKind::SuggestionShown => "SUGGESTION_SHOWN",
+            EventKind::SuggestionClicked => "SUGGESTION_CLICKED",
+            EventKind::SuggestionDismissed => "SUGGESTION_DISMISSED",
+            EventKind::ChatOpened => "CHAT_OPENED",
+            EventKind::EmailClick => "EMAIL_CLICK",
+            EventKind::Other => "OTHER",
+            EventKind::Unknown(symbol) => symbol,
+        }
+    }
+}
+
+/// One purchased or carted item.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Item {
+    pub product_id: String,
+    pub category: Option<String>,
+    pub quantity: u32,
+    pub unit_price_cents: i64,
+}
+
+/// A validated click event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClickEvent {
+    pub event_id: String,
+    pub customer_id: String,
+    pub session_id: String,
+    pub event_time: Timestamp,
+    pub kind: EventKind,
+    pub page: Option<String>,
+    pub category: Option<String>,
+    pub product_id: Option<String>,
+    pub search_query: Option<String>,
+    pub search_results: Option<u32>,
+    /// 0.0..=1.0 (validated at the edge).
+    pub scroll_depth: Option<f32>,
+    pub dwell_ms: Option<u64>,
+    pub items: Vec<Item>,
+    pub gift: bool,
+    pub decision_id: Option<String>,
+    pub suggestion_kind: Option<String>,
+    /// Global Privacy Control: the browser asks not to be marketed to.
+    pub gpc: bool,
+}
+
+/// Why a customer's data may be used; consent is given per purpose (and optionally per channel).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Purpose {
+    Personalization,
+    Marketing,
+    ProactiveChat,
+    Profiling,
+    Reminders,
+}
+
+impl Purpose {
+    pub fn from_symbol(symbol: &str) -> Option<Purpose> {
+        Some(match symbol {
+            "PERSONALIZATION" => Purpose::Personalization,
+            "MARKETING" => Purpose::Marketing,
+            "PROACTIVE_CHAT" => Purpose::ProactiveChat,
+            "PROFILING" => Purpose::Profiling,
+            "REMINDERS" => Purpose::Reminders,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Purpose::Personalization => "personalization",
+            Purpose::Marketing => "marketing",
+            Purpose::ProactiveChat => "proactive_chat",
+            Purpose::Profiling => "profiling",
+            Purpose::Reminders => "reminders",
+        }
+    }
+}
+
+/// The customer's stated preferences, replacing earlier ones field by field.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct PreferencesUpdate {
+    pub interests: Vec<String>,
+    pub survey_answers: Vec<(String, String)>,
+    pub excluded_categories: Vec<String>,
+    pub private_categories: Vec<String>,
+    pub suggestions_enabled: Option<bool>,
+    pub disabled_kinds: Vec<String>,
+    pub disabled_channels: Vec<Channel>,
+    pub time_zone: Option<String>,
+}
+
+/// What a profile command asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CommandBody {
+    SetConsent {
+        purpose: Purpose,
+        /// `None`: every channel.
+        channel: Option<Channel>,
+        granted: bool,
+        source: String,
+        expires_at: Option<Timestamp>,
+    },
+    SetPreferences(PreferencesUpdate),
+    SetGiftMode {
+        enabled: bool,
+        recipient_id: Option<String>,
+        until: Option<Timestamp>,
+    },
+    UpsertRecipient {
+        recipient_id: String,
+        name: String,
+        birthday: Option<String>,
+        interests: Vec<String>,
+    },
+    RemoveRecipient {
+        recipient_id: String,
+    },
+    Follow {
+        subject: String,
+        follow: bool,
+    },
+    Erase {
+        request_ref: Option<String>,
+    },
+}
+
+/// A validated, customer-issued profile command.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProfileCommand {
+    pub command_id: String,
+    pub customer_id: String,
+    pub issued_at: Timestamp,
+    pub body: CommandBody,
+}

@@ -1,0 +1,404 @@
+//! Configuration: embedded defaults < file < `TACT__SECTION__KEY` environment, validated once at
+//! start into typed [`Settings`]. Every problem is reported with the key at fault, all at once.
+
+use figment::providers::{Format, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tact_codec::{InputFormat, OutputFormat};
+use tact_core::Policy;
+
+pub const DEFAULT_TOML: &str = include_str!("default.toml");
+
+/// A librdkafka setting value as written in TOML or the environment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+enum Scalar {
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+}
+
+impl Scalar {
+    fn into_string(self) -> String {
+        match self {
+            Scalar::Bool(b) => b.to_string(),
+            Scalar::Int(i) => i.to_string(),
+            Scalar::Float(f) => f.to_string(),
+            Scalar::Str(s) => s,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKafka {
+    bootstrap_servers: String,
+    group_id: String,
+    #[serde(default)]
+    client: BTreeMap<String, Scalar>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTopics {
+    clickstream: String,
+    profile_commands: String,
+    decisions: String,
+    suppressed: String,
+    dead_letter: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInput {
+    clickstream_format: InputFormat,
+    profile_commands_format: InputFormat,
+    max_message_bytes: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum RawOutputFormat {
+    SingleObject,
+    Confluent,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOutput {
+    format: RawOutputFormat,
+    decision_schema_id: u32,
+    suppressed_schema_id: u32,
+    dead_letter_schema_id: u32,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawState {
+    dir: PathBuf,
+    block_cache_mb: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPipeline {
+    batch_max_events: u64,
+    batch_max_wait_ms: u64,
+    shutdown_deadline_ms: u64,
+    commit_interval_ms: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    listen: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    format: LogFormat,
+    level: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    kafka: RawKafka,
+    topics: RawTopics,
+    input: RawInput,
+    output: RawOutput,
+    state: RawState,
+    pipeline: RawPipeline,
+    http: RawHttp,
+    log: RawLog,
+    policy: Policy,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct KafkaSettings {
+    pub bootstrap_servers: String,
+    pub group_id: String,
+    /// librdkafka passthrough (TLS, SASL, tuning). Applied before tact's safety keys.
+    pub client: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Topics {
+    pub clickstream: String,
+    pub profile_commands: String,
+    pub decisions: String,
+    pub suppressed: String,
+    pub dead_letter: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    pub kafka: KafkaSettings,
+    pub topics: Topics,
+    pub clickstream_format: InputFormat,
+    pub profile_commands_format: InputFormat,
+    pub max_message_bytes: usize,
+    pub output: OutputFormat,
+    pub state_dir: PathBuf,
+    pub block_cache_bytes: usize,
+    pub batch_max_events: usize,
+    pub batch_max_wait: Duration,
+    pub shutdown_deadline: Duration,
+    pub commit_interval: Duration,
+    pub http_listen: SocketAddr,
+    pub log_format: LogFormat,
+    pub log_level: String,
+    pub policy: Policy,
+}
+
+/// Why the configuration cannot be used: every problem found, each naming its key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid configuration:\n  - {}", problems.join("\n  - "))]
+pub struct ConfigError {
+    pub problems: Vec<String>,
+}
+
+/// Keys whose values `tact validate` prints as `***`.
+fn is_secret(key: &str) -> bool {
+    key.contains("password") || key.contains("secret") || key.ends_with(".key") || key.contains("token")
+}
+
+impl Settings {
+    /// Embedded defaults, then `file` (if any), then `TACT__…` variables from `env`.
+    pub fn load(file: Option<&Path>, env: &[(String, String)]) -> Result<Settings, ConfigError> {
+        let mut figment = Figment::from(Toml::string(DEFAULT_TOML));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(ConfigError {
+                    problems: vec![format!("config file {} does not exist", path.display())],
+                });
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        // Figment reads the process environment itself; tests pass their own, so set it up via a
+        // data provider built from the given pairs.
+        let mut sections: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+        let mut problems = Vec::new();
+        for (key, value) in env {
+            let Some(rest) = key.strip_prefix("TACT__") else { continue };
+            let parts: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
+            if parts.len() < 2 || parts.iter().any(String::is_empty) {
+                problems.push(format!("{key}: expected TACT__SECTION__KEY"));
+                continue;
+            }
+            let (path, leaf) = parts.split_at(parts.len() - 1);
+            sections
+                .entry(path.join("."))
+                .or_default()
+                .push((leaf[0].clone(), toml_value(value)));
+        }
+        let mut env_toml = String::new();
+        for (section, pairs) in sections {
+            env_toml.push_str(&format!("[{section}]\n"));
+            for (leaf, value) in pairs {
+                env_toml.push_str(&format!("{leaf} = {value}\n"));
+            }
+        }
+        if !problems.is_empty() {
+            return Err(ConfigError { problems });
+        }
+        figment = figment.merge(Toml::string(&env_toml));
+        let raw: RawConfig = figment.extract().map_err(|e| ConfigError {
+            problems: e.into_iter().map(|e| e.to_string()).collect(),
+        })?;
+        raw.validate()
+    }
+
+    /// [`Settings::load`] with the process environment.
+    pub fn load_from_process(file: Option<&Path>) -> Result<Settings, ConfigError> {
+        let env: Vec<(String, String)> = std::env::vars().filter(|(k, _)| k.starts_with("TACT__")).collect();
+        Settings::load(file, &env)
+    }
+
+    /// The effective settings, secrets masked, for `tact validate`.
+    pub fn describe(&self) -> String {
+        let client: BTreeMap<&str, &str> = self
+            .kafka
+            .client
+            .iter()
+            .map(|(k, v)| (k.as_str(), if is_secret(k) { "***" } else { v.as_str() }))
+            .collect();
+        format!(
+            "kafka.bootstrap_servers = {}\nkafka.group_id = {}\nkafka.client = {:?}\ntopics = {:?}\n\
+             input: clickstream {:?}, profile_commands {:?}, max {} bytes\noutput = {:?}\n\
+             state.dir = {}\npipeline: batch {} events / {:?}, commit every {:?}, shutdown deadline {:?}\n\
+             http.listen = {}\npolicy = {:?}\n",
+            self.kafka.bootstrap_servers,
+            self.kafka.group_id,
+            client,
+            self.topics,
+            self.clickstream_format,
+            self.profile_commands_format,
+            self.max_message_bytes,
+            self.output,
+            self.state_dir.display(),
+            self.batch_max_events,
+            self.batch_max_wait,
+            self.commit_interval,
+            self.shutdown_deadline,
+            self.http_listen,
+            self.policy,
+        )
+    }
+}
+
+/// An environment value as a TOML value: numbers and booleans as such, everything else a string.
+fn toml_value(value: &str) -> String {
+    let looks_typed = value == "true"
+        || value == "false"
+        || (value.parse::<i64>().is_ok() && !value.starts_with('+'))
+        || (value.parse::<f64>().is_ok() && value.contains('.') && !value.contains(':'));
+    if looks_typed {
+        value.to_owned()
+    } else {
+        serde_json::to_string(value).unwrap_or_else(|_| "\"\"".into())
+    }
+}
+
+impl RawConfig {
+    fn validate(self) -> Result<Settings, ConfigError> {
+        let mut p: Vec<String> = Vec::new();
+        require(&mut p, !self.kafka.bootstrap_servers.trim().is_empty(), "kafka.bootstrap_servers: must not be empty");
+        require(&mut p, !self.kafka.group_id.trim().is_empty(), "kafka.group_id: must not be empty");
+        let t = &self.topics;
+        let names = [
+            ("topics.clickstream", &t.clickstream),
+            ("topics.profile_commands", &t.profile_commands),
+            ("topics.decisions", &t.decisions),
+            ("topics.suppressed", &t.suppressed),
+            ("topics.dead_letter", &t.dead_letter),
+        ];
+        for (key, name) in names {
+            let valid = !name.is_empty()
+                && name.len() <= 249
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+            require(&mut p, valid, &format!("{key}: {name:?} is not a valid Kafka topic name"));
+        }
+        for (i, (ka, a)) in names.iter().enumerate() {
+            for (kb, b) in &names[i + 1..] {
+                require(&mut p, a != b, &format!("{ka} and {kb}: both are {a:?}; every topic must be different"));
+            }
+        }
+        require(&mut p, 
+            (1024..=64 << 20).contains(&self.input.max_message_bytes),
+            "input.max_message_bytes: must be between 1024 and 67108864",
+        );
+        require(&mut p, 
+            (1..=100_000).contains(&self.pipeline.batch_max_events),
+            "pipeline.batch_max_events: must be between 1 and 100000",
+        );
+        require(&mut p, 
+            (1..=60_000).contains(&self.pipeline.batch_max_wait_ms),
+            "pipeline.batch_max_wait_ms: must be between 1 and 60000",
+        );
+        require(&mut p, 
+            (100..=600_000).contains(&self.pipeline.shutdown_deadline_ms),
+            "pipeline.shutdown_deadline_ms: must be between 100 and 600000",
+        );
+        require(&mut p, 
+            (1..=60_000).contains(&self.pipeline.commit_interval_ms),
+            "pipeline.commit_interval_ms: must be between 1 and 60000",
+        );
+        require(&mut p, 
+            (8..=65_536).contains(&self.state.block_cache_mb),
+            "state.block_cache_mb: must be between 8 and 65536",
+        );
+        require(&mut p, !self.state.dir.as_os_str().is_empty(), "state.dir: must not be empty");
+        let listen = self.http.listen.parse::<SocketAddr>();
+        require(&mut p, 
+            listen.is_ok(),
+            &format!("http.listen: {:?} is not an address like 127.0.0.1:9898", self.http.listen),
+        );
+        if let Err(errors) = self.policy.validate() {
+            p.extend(errors.into_iter().map(|e| e.to_string()));
+        }
+        require(&mut p, 
+            tracing_level_ok(&self.log.level),
+            "log.level: must be one of error, warn, info, debug, trace (or a RUST_LOG-style filter)",
+        );
+        for (key, _) in &self.kafka.client {
+            let managed = ["enable.auto.commit", "enable.auto.offset.store", "enable.idempotence", "acks"];
+            if managed.contains(&key.replace('_', ".").as_str()) {
+                p.push(format!("kafka.client.{key}: set by tact for its delivery guarantee; remove it"));
+            }
+        }
+        if !p.is_empty() {
+            return Err(ConfigError { problems: p });
+        }
+        let output = match self.output.format {
+            RawOutputFormat::SingleObject => OutputFormat::SingleObject,
+            RawOutputFormat::Confluent => OutputFormat::Confluent {
+                decision_id: self.output.decision_schema_id,
+                suppressed_id: self.output.suppressed_schema_id,
+                dead_letter_id: self.output.dead_letter_schema_id,
+            },
+        };
+        Ok(Settings {
+            kafka: KafkaSettings {
+                bootstrap_servers: self.kafka.bootstrap_servers,
+                group_id: self.kafka.group_id,
+                // Environment variables cannot carry dots: TACT__KAFKA__CLIENT__SASL_PASSWORD means
+                // sasl.password. librdkafka keys use dots, never underscores.
+                client: self
+                    .kafka
+                    .client
+                    .into_iter()
+                    .map(|(k, v)| (k.replace('_', "."), v.into_string()))
+                    .collect(),
+            },
+            topics: Topics {
+                clickstream: self.topics.clickstream,
+                profile_commands: self.topics.profile_commands,
+                decisions: self.topics.decisions,
+                suppressed: self.topics.suppressed,
+                dead_letter: self.topics.dead_letter,
+            },
+            clickstream_format: self.input.clickstream_format,
+            profile_commands_format: self.input.profile_commands_format,
+            max_message_bytes: usize::try_from(self.input.max_message_bytes).unwrap_or(usize::MAX),
+            output,
+            state_dir: self.state.dir,
+            block_cache_bytes: usize::try_from(self.state.block_cache_mb << 20).unwrap_or(usize::MAX),
+            batch_max_events: usize::try_from(self.pipeline.batch_max_events).unwrap_or(usize::MAX),
+            batch_max_wait: Duration::from_millis(self.pipeline.batch_max_wait_ms),
+            shutdown_deadline: Duration::from_millis(self.pipeline.shutdown_deadline_ms),
+            commit_interval: Duration::from_millis(self.pipeline.commit_interval_ms),
+            http_listen: listen.map_err(|_| ConfigError { problems: vec![] })?,
+            log_format: self.log.format,
+            log_level: self.log.level,
+            policy: self.policy,
+        })
+    }
+}
+
+fn require(problems: &mut Vec<String>, ok: bool, msg: &str) {
+    if !ok {
+        problems.push(msg.to_owned());
+    }
+}
+
+fn tracing_level_ok(level: &str) -> bool {
+    let lower = level.to_ascii_lowercase();
+    ["error", "warn", "info", "debug", "trace", "off"].contains(&lower.as_str()) || level.contains('=')
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,94 @@
+use super::*;
+
+fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+fn example() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/tact.example.toml")
+}
+
+fn write(text: &str) -> tempfile::NamedTempFile {
+    let f = tempfile::NamedTempFile::new().expect("tmp");
+    std::fs::write(f.path(), text).expect("write");
+    f
+}
+
+#[test]
+fn embedded_defaults_are_valid() {
+    let s = Settings::load(None, &[]).expect("defaults");
+    assert_eq!(s.batch_max_events, 1000);
+    assert_eq!(s.output, OutputFormat::SingleObject);
+}
+
+#[test]
+fn the_shipped_example_config_is_valid_and_equal_to_the_defaults() {
+    let from_example = Settings::load(Some(&example()), &[]).expect("example loads");
+    assert_eq!(from_example, Settings::load(None, &[]).expect("defaults"));
+}
+
+#[test]
+fn environment_beats_file_beats_defaults() {
+    let f = write("[pipeline]\nbatch_max_events = 50\nbatch_max_wait_ms = 7\n");
+    let s = Settings::load(Some(f.path()), &env(&[("TACT__PIPELINE__BATCH_MAX_EVENTS", "60")])).expect("load");
+    assert_eq!(s.batch_max_events, 60);
+    assert_eq!(s.batch_max_wait, Duration::from_millis(7));
+    assert_eq!(s.shutdown_deadline, Duration::from_millis(10_000));
+}
+
+#[test]
+fn librdkafka_settings_pass_through_from_file_and_environment() {
+    let f = write("[kafka.client]\n\"security.protocol\" = \"SASL_SSL\"\n\"socket.timeout.ms\" = 5000\n");
+    let s = Settings::load(
+        Some(f.path()),
+        &env(&[
+            ("TACT__KAFKA__CLIENT__SASL_PASSWORD", "hunter2"),
+            ("TACT__KAFKA__CLIENT__SASL_USERNAME", "svc"),
+            ("TACT__KAFKA__BOOTSTRAP_SERVERS", "broker-1:9093,broker-2:9093"),
+        ]),
+    )
+    .expect("load");
+    assert_eq!(s.kafka.client["security.protocol"], "SASL_SSL");
+    assert_eq!(s.kafka.client["socket.timeout.ms"], "5000");
+    assert_eq!(s.kafka.client["sasl.password"], "hunter2");
+    assert_eq!(s.kafka.client["sasl.username"], "svc");
+    assert_eq!(s.kafka.bootstrap_servers, "broker-1:9093,broker-2:9093");
+    let shown = s.describe();
+    assert!(!shown.contains("hunter2") && shown.contains("***"), "{shown}");
+}
+
+#[test]
+fn every_invalid_key_is_named_in_one_error() {
+    let f = write(
+        "[pipeline]\nbatch_max_events = 0\n[http]\nlisten = \"nowhere\"\n[topics]\ndecisions = \"clickstream\"\n[policy]\nsession_gap_minutes = 0\n",
+    );
+    let err = Settings::load(Some(f.path()), &[]).unwrap_err();
+    let text = err.to_string();
+    for key in ["pipeline.batch_max_events", "http.listen", "topics.clickstream and topics.decisions", "policy.session_gap_minutes"] {
+        assert!(text.contains(key), "missing {key} in:\n{text}");
+    }
+}
+
+#[test]
+fn unknown_keys_and_bad_enum_values_are_rejected_with_their_key() {
+    let f = write("[pipeline]\nbatch_size = 10\n");
+    let text = Settings::load(Some(f.path()), &[]).unwrap_err().to_string();
+    assert!(text.contains("batch_size"), "{text}");
+    let f = write("[output]\nformat = \"protobuf\"\n");
+    let text = Settings::load(Some(f.path()), &[]).unwrap_err().to_string();
+    assert!(text.contains("protobuf") && text.contains("format"), "{text}");
+}
+
+#[test]
+fn safety_keys_cannot_be_overridden_through_passthrough() {
+    let text = Settings::load(None, &env(&[("TACT__KAFKA__CLIENT__ENABLE_AUTO_COMMIT", "true")]))
+        .unwrap_err()
+        .to_string();
+    assert!(text.contains("set by tact"), "{text}");
+}
+
+#[test]
+fn a_missing_config_file_is_a_clear_error() {
+    let text = Settings::load(Some(Path::new("/nonexistent/tact.toml")), &[]).unwrap_err().to_string();
+    assert!(text.contains("does not exist"), "{text}");
+}

@@ -1,0 +1,160 @@
+//! `tact demo`: an embedded broker (librdkafka's mock cluster) inside the process, the generator
+//! producing into it, the real pipeline consuming over TCP, and a live view of what it decides.
+
+use crate::config::Settings;
+use crate::feed::{feed, FeedOptions};
+use crate::generator::{Generator, GeneratorConfig};
+use crate::pipeline::{Pipeline, PipelineError, RunSummary};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tact_codec::{decode_decision, decode_suppressed, InputFormat};
+use tact_kafka::rdkafka::config::ClientConfig;
+use tact_kafka::rdkafka::consumer::{BaseConsumer, Consumer};
+use tact_kafka::rdkafka::mocking::MockCluster;
+use tact_kafka::rdkafka::Message;
+use tact_store::{RocksOptions, RocksStore};
+use tact_telemetry::{Health, Metrics};
+
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    pub duration: Option<Duration>,
+    pub customers: u64,
+    pub rate: u64,
+    pub partitions: i32,
+    pub seed: u64,
+    /// Where state lives; a temporary directory when `None`.
+    pub state_dir: Option<PathBuf>,
+    /// Print every decision and suppressed candidate.
+    pub live: bool,
+}
+
+/// Runs the demo until `stop` is set (Ctrl-C) or the duration passes.
+pub fn run_demo(
+    mut settings: Settings,
+    opts: &DemoOptions,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    stop: Arc<AtomicBool>,
+) -> Result<RunSummary, PipelineError> {
+    let cluster = MockCluster::new(1).map_err(|e| PipelineError::Setup(format!("cannot start the embedded broker: {e}")))?;
+    let t = settings.topics.clone();
+    for topic in [&t.clickstream, &t.profile_commands, &t.decisions, &t.suppressed, &t.dead_letter] {
+        cluster
+            .create_topic(topic, opts.partitions, 1)
+            .map_err(|e| PipelineError::Setup(format!("cannot create topic {topic}: {e}")))?;
+    }
+    settings.kafka.bootstrap_servers = cluster.bootstrap_servers();
+    let temp;
+    settings.state_dir = match &opts.state_dir {
+        Some(dir) => dir.clone(),
+        None => {
+            temp = std::env::temp_dir().join(format!("tact-demo-{}", std::process::id()));
+            temp.clone()
+        }
+    };
+    let store = RocksStore::open(&settings.state_dir, &RocksOptions { block_cache_bytes: 64 << 20, write_buffer_bytes: 16 << 20 })?;
+
+    let feeding = {
+        let stop = stop.clone();
+        let fo = FeedOptions {
+            bootstrap: settings.kafka.bootstrap_servers.clone(),
+            clickstream_topic: t.clickstream.clone(),
+            commands_topic: t.profile_commands.clone(),
+            click_format: settings.clickstream_format,
+            command_format: settings.profile_commands_format,
+            rate: Some(opts.rate),
+            max_events: None,
+            max_duration: opts.duration,
+        };
+        let gen = Generator::new(GeneratorConfig { customers: opts.customers, seed: opts.seed, ..GeneratorConfig::default() });
+        std::thread::spawn(move || {
+            // However the generator ends (done, error or panic), the pipeline drains and stops.
+            struct StopOnExit(Arc<AtomicBool>);
+            impl Drop for StopOnExit {
+                fn drop(&mut self) {
+                    self.0.store(true, Ordering::Relaxed);
+                }
+            }
+            let _guard = StopOnExit(stop.clone());
+            if let Err(e) = feed(gen, &fo, &stop, |_| {}) {
+                tracing::error!(error = %e, "demo generator stopped");
+            }
+        })
+    };
+    let viewer_stop = Arc::new(AtomicBool::new(false));
+    let viewer = opts.live.then(|| {
+        let (bootstrap, stop) = (settings.kafka.bootstrap_servers.clone(), viewer_stop.clone());
+        let topics = (t.decisions.clone(), t.suppressed.clone());
+        std::thread::spawn(move || view(&bootstrap, &topics.0, &topics.1, &stop))
+    });
+    if settings.clickstream_format == InputFormat::Json {
+        tracing::info!("demo clickstream is JSON");
+    }
+    let pipeline = Pipeline::new(settings.clone(), store, metrics, health)?;
+    let summary = pipeline.run(&stop);
+    let _ = feeding.join();
+    // Let the viewer print what was produced during the drain.
+    std::thread::sleep(Duration::from_millis(700));
+    viewer_stop.store(true, Ordering::Relaxed);
+    if let Some(v) = viewer {
+        let _ = v.join();
+    }
+    if opts.state_dir.is_none() {
+        let _ = std::fs::remove_dir_all(&settings.state_dir);
+    }
+    summary
+}
+
+/// Prints decisions and suppressed candidates as they appear on their topics.
+fn view(bootstrap: &str, decisions: &str, suppressed: &str, stop: &AtomicBool) {
+    let consumer: BaseConsumer = match ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "tact-demo-viewer")
+        .set("auto.offset.reset", "earliest")
+        .create()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "demo viewer cannot start");
+            return;
+        }
+    };
+    if let Err(e) = consumer.subscribe(&[decisions, suppressed]) {
+        tracing::error!(error = %e, "demo viewer cannot subscribe");
+        return;
+    }
+    while !stop.load(Ordering::Relaxed) {
+        let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) else { continue };
+        let Some(bytes) = m.payload() else { continue };
+        if m.topic() == decisions {
+            if let Ok(d) = decode_decision(bytes) {
+                let what = if d.items.is_empty() {
+                    if d.personalized { String::new() } else { "plain, nothing personal".into() }
+                } else {
+                    format!("items {}", d.items.join(", "))
+                };
+                let why = d.reasons.iter().map(|r| r.detail.as_str()).collect::<Vec<_>>().join("; ");
+                println!(
+                    "  DECISION {:<21} {:<8} {:<13} {:<34} why: {}",
+                    d.kind.to_lowercase(),
+                    d.channel.to_lowercase(),
+                    d.customer_id,
+                    what,
+                    why
+                );
+            }
+        } else if let Ok(s) = decode_suppressed(bytes) {
+            println!(
+                "  silent   {:<21} {:<8} {:<13} gate {:<17} reason {:<16} {}",
+                s.kind.to_lowercase(),
+                s.channel.to_lowercase(),
+                s.customer_id,
+                s.gate.to_lowercase(),
+                s.reason_code,
+                s.detail
+            );
+        }
+    }
+}

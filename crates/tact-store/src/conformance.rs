@@ -1,0 +1,92 @@
+//! One behavioural suite every [`StateStore`] must pass. Run from each implementation's tests so
+//! RocksDB and the in-memory reference can never drift apart.
+
+use crate::{Commit, StateStore};
+
+/// Runs every check on stores made by `fresh` (each call must return an empty store).
+pub fn run_all<S: StateStore>(fresh: &mut dyn FnMut() -> S) {
+    multi_get_returns_values_in_key_order(&fresh());
+    a_commit_applies_state_offsets_and_outbox_together(&fresh());
+    deletes_remove_state_and_outbox_entries(&fresh());
+    outbox_is_returned_in_sequence_order(&fresh());
+    offsets_are_per_topic_and_partition(&fresh());
+}
+
+fn put(k: &str, v: &str) -> (Vec<u8>, Vec<u8>) {
+    (k.as_bytes().to_vec(), v.as_bytes().to_vec())
+}
+
+pub fn multi_get_returns_values_in_key_order(s: &dyn StateStore) {
+    s.commit(&Commit {
+        state_puts: vec![put("a", "1"), put("c", "3")],
+        ..Commit::default()
+    })
+    .expect("commit");
+    let got = s.multi_get(&[b"c", b"b", b"a"]).expect("multi_get");
+    assert_eq!(got, vec![Some(b"3".to_vec()), None, Some(b"1".to_vec())]);
+}
+
+pub fn a_commit_applies_state_offsets_and_outbox_together(s: &dyn StateStore) {
+    assert_eq!(s.applied_offset("clicks", 0).expect("offset"), None);
+    assert_eq!(s.next_outbox_seq().expect("seq"), 0);
+    s.commit(&Commit {
+        state_puts: vec![put("cust", "v1")],
+        offsets: vec![("clicks".into(), 0, 41)],
+        outbox_puts: vec![(0, b"d0".to_vec()), (1, b"d1".to_vec())],
+        ..Commit::default()
+    })
+    .expect("commit");
+    assert_eq!(s.applied_offset("clicks", 0).expect("offset"), Some(41));
+    assert_eq!(s.multi_get(&[b"cust"]).expect("get"), vec![Some(b"v1".to_vec())]);
+    assert_eq!(s.pending_outbox().expect("outbox").len(), 2);
+    assert_eq!(s.next_outbox_seq().expect("seq"), 2);
+    s.sync().expect("sync");
+}
+
+pub fn deletes_remove_state_and_outbox_entries(s: &dyn StateStore) {
+    s.commit(&Commit {
+        state_puts: vec![put("x", "1"), put("y", "2")],
+        outbox_puts: vec![(5, b"r5".to_vec()), (6, b"r6".to_vec())],
+        ..Commit::default()
+    })
+    .expect("commit");
+    s.commit(&Commit {
+        state_deletes: vec![b"x".to_vec()],
+        outbox_deletes: vec![5],
+        ..Commit::default()
+    })
+    .expect("commit");
+    assert_eq!(s.multi_get(&[b"x", b"y"]).expect("get"), vec![None, Some(b"2".to_vec())]);
+    assert_eq!(s.pending_outbox().expect("outbox"), vec![(6, b"r6".to_vec())]);
+    s.compact_state_range(b"x", b"y").expect("compact");
+    assert_eq!(s.multi_get(&[b"x"]).expect("get"), vec![None]);
+}
+
+pub fn outbox_is_returned_in_sequence_order(s: &dyn StateStore) {
+    // 256 and 1 would sort the other way as little-endian bytes.
+    s.commit(&Commit {
+        outbox_puts: vec![(256, b"late".to_vec()), (1, b"early".to_vec()), (2, b"mid".to_vec())],
+        ..Commit::default()
+    })
+    .expect("commit");
+    let seqs: Vec<u64> = s.pending_outbox().expect("outbox").into_iter().map(|(k, _)| k).collect();
+    assert_eq!(seqs, vec![1, 2, 256]);
+    assert_eq!(s.next_outbox_seq().expect("seq"), 257);
+}
+
+pub fn offsets_are_per_topic_and_partition(s: &dyn StateStore) {
+    s.commit(&Commit {
+        offsets: vec![("a".into(), 0, 1), ("a".into(), 1, 2), ("ab".into(), 0, 3)],
+        ..Commit::default()
+    })
+    .expect("commit");
+    s.commit(&Commit {
+        offsets: vec![("a".into(), 0, 10)],
+        ..Commit::default()
+    })
+    .expect("commit");
+    assert_eq!(s.applied_offset("a", 0).expect("o"), Some(10));
+    assert_eq!(s.applied_offset("a", 1).expect("o"), Some(2));
+    assert_eq!(s.applied_offset("ab", 0).expect("o"), Some(3));
+    assert_eq!(s.applied_offset("b", 0).expect("o"), None);
+}

@@ -1,0 +1,81 @@
+//! An in-memory store: the reference the RocksDB store is checked against, and a fast store for
+//! unit tests. Not durable.
+
+use crate::{offset_key, Commit, StateStore, StoreError};
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+#[derive(Debug, Default)]
+struct Inner {
+    state: BTreeMap<Vec<u8>, Vec<u8>>,
+    meta: BTreeMap<Vec<u8>, i64>,
+    outbox: BTreeMap<u64, Vec<u8>>,
+}
+
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+}
+
+impl MemoryStore {
+    pub fn new() -> MemoryStore {
+        MemoryStore::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave a half-applied commit: commits are applied
+        // from a fully built value below, so the data is still consistent.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl StateStore for MemoryStore {
+    fn multi_get(&self, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        let inner = self.lock();
+        Ok(keys.iter().map(|k| inner.state.get(*k).cloned()).collect())
+    }
+
+    fn applied_offset(&self, topic: &str, partition: i32) -> Result<Option<i64>, StoreError> {
+        Ok(self.lock().meta.get(&offset_key(topic, partition)).copied())
+    }
+
+    fn commit(&self, c: &Commit) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        for (k, v) in &c.state_puts {
+            inner.state.insert(k.clone(), v.clone());
+        }
+        for k in &c.state_deletes {
+            inner.state.remove(k);
+        }
+        for (topic, partition, offset) in &c.offsets {
+            inner.meta.insert(offset_key(topic, *partition), *offset);
+        }
+        for (seq, v) in &c.outbox_puts {
+            inner.outbox.insert(*seq, v.clone());
+        }
+        for seq in &c.outbox_deletes {
+            inner.outbox.remove(seq);
+        }
+        Ok(())
+    }
+
+    fn pending_outbox(&self) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        Ok(self.lock().outbox.iter().map(|(k, v)| (*k, v.clone())).collect())
+    }
+
+    fn next_outbox_seq(&self) -> Result<u64, StoreError> {
+        Ok(self.lock().outbox.keys().next_back().map_or(0, |s| s + 1))
+    }
+
+    fn sync(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    fn size_bytes(&self) -> u64 {
+        0
+    }
+
+    fn compact_state_range(&self, _from: &[u8], _to: &[u8]) -> Result<(), StoreError> {
+        Ok(())
+    }
+}

@@ -1,0 +1,229 @@
+//! The RocksDB store. Three column families: `state` (customer id -> encoded state), `meta`
+//! (applied offsets) and `outbox` (big-endian sequence -> record), written through one WriteBatch.
+
+use crate::{offset_key, Commit, StateStore, StoreError};
+use rocksdb::{
+    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, ErrorKind, IteratorMode,
+    Options, WriteBatch, WriteOptions, DB,
+};
+use std::path::Path;
+
+const CF_STATE: &str = "state";
+const CF_META: &str = "meta";
+const CF_OUTBOX: &str = "outbox";
+
+/// Tuning that matters in production; everything else keeps RocksDB's defaults (including the
+/// WAL recovery mode, which tolerates a torn last record after `kill -9`).
+#[derive(Debug, Clone)]
+pub struct RocksOptions {
+    /// Shared block cache for state reads.
+    pub block_cache_bytes: usize,
+    /// Memtable size per column family before a flush.
+    pub write_buffer_bytes: usize,
+}
+
+impl Default for RocksOptions {
+    fn default() -> Self {
+        RocksOptions {
+            block_cache_bytes: 256 << 20,
+            write_buffer_bytes: 64 << 20,
+        }
+    }
+}
+
+pub struct RocksStore {
+    db: DB,
+    /// Commits are not fsynced one by one (a process crash keeps the OS page cache); `sync` makes
+    /// them power-loss durable before input offsets are committed.
+    write: WriteOptions,
+}
+
+impl std::fmt::Debug for RocksStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RocksStore").field("path", &self.db.path()).finish()
+    }
+}
+
+fn classify(e: rocksdb::Error) -> StoreError {
+    match e.kind() {
+        ErrorKind::Busy | ErrorKind::TryAgain | ErrorKind::TimedOut | ErrorKind::Incomplete => {
+            StoreError::Transient(e.to_string())
+        }
+        _ => StoreError::Fatal(e.to_string()),
+    }
+}
+
+fn descriptors(opts: &RocksOptions) -> Vec<ColumnFamilyDescriptor> {
+    let cache = Cache::new_lru_cache(opts.block_cache_bytes);
+    let mut table = BlockBasedOptions::default();
+    table.set_block_cache(&cache);
+    // Point lookups dominate: a bloom filter skips files that cannot hold the key.
+    table.set_bloom_filter(10.0, false);
+    table.set_cache_index_and_filter_blocks(true);
+    let mut state = Options::default();
+    state.set_block_based_table_factory(&table);
+    state.set_compression_type(DBCompressionType::Lz4);
+    state.set_write_buffer_size(opts.write_buffer_bytes);
+    let small = Options::default();
+    vec![
+        ColumnFamilyDescriptor::new(CF_STATE, state),
+        ColumnFamilyDescriptor::new(CF_META, small.clone()),
+        ColumnFamilyDescriptor::new(CF_OUTBOX, small),
+    ]
+}
+
+impl RocksStore {
+    /// Opens (creating if needed) the store in `dir`. Fails if another process holds it.
+    pub fn open(dir: &Path, opts: &RocksOptions) -> Result<RocksStore, StoreError> {
+        let mut db_opts = Options::default();
+        db_opts.create_if_missing(true);
+        db_opts.create_missing_column_families(true);
+        db_opts.set_keep_log_file_num(5);
+        let db = DB::open_cf_descriptors(&db_opts, dir, descriptors(opts)).map_err(|e| {
+            StoreError::Fatal(format!("cannot open state directory {}: {e}", dir.display()))
+        })?;
+        Ok(RocksStore {
+            db,
+            write: WriteOptions::default(),
+        })
+    }
+
+    /// Opens an existing store read-only (e.g. `tact inspect` beside a running pipeline).
+    pub fn open_read_only(dir: &Path) -> Result<RocksStore, StoreError> {
+        if !dir.join("CURRENT").exists() {
+            return Err(StoreError::Fatal(format!(
+                "{} is not a tact state directory (no CURRENT file)",
+                dir.display()
+            )));
+        }
+        let db = DB::open_cf_descriptors_read_only(
+            &Options::default(),
+            dir,
+            descriptors(&RocksOptions {
+                block_cache_bytes: 8 << 20,
+                write_buffer_bytes: 4 << 20,
+            }),
+            false,
+        )
+        .map_err(|e| StoreError::Fatal(format!("cannot read {}: {e}", dir.display())))?;
+        Ok(RocksStore {
+            db,
+            write: WriteOptions::default(),
+        })
+    }
+
+    fn cf(&self, name: &str) -> Result<&rocksdb::ColumnFamily, StoreError> {
+        self.db
+            .cf_handle(name)
+            .ok_or_else(|| StoreError::Fatal(format!("column family {name} missing")))
+    }
+
+    /// Flushes memtables to files (used before inspecting raw files and by erasure).
+    pub fn flush(&self) -> Result<(), StoreError> {
+        for name in [CF_STATE, CF_META, CF_OUTBOX] {
+            self.db.flush_cf(self.cf(name)?).map_err(classify)?;
+        }
+        Ok(())
+    }
+
+    /// A RocksDB property of the state column family (exported as gauges).
+    pub fn state_property(&self, name: &str) -> Option<u64> {
+        self.db
+            .property_int_value_cf(self.cf(CF_STATE).ok()?, name)
+            .ok()
+            .flatten()
+    }
+}
+
+impl StateStore for RocksStore {
+    fn multi_get(&self, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        let cf = self.cf(CF_STATE)?;
+        self.db
+            .batched_multi_get_cf(cf, keys.iter().copied(), false)
+            .into_iter()
+            .map(|r| r.map(|v| v.map(|s| s.to_vec())).map_err(classify))
+            .collect()
+    }
+
+    fn applied_offset(&self, topic: &str, partition: i32) -> Result<Option<i64>, StoreError> {
+        let raw = self
+            .db
+            .get_cf(self.cf(CF_META)?, offset_key(topic, partition))
+            .map_err(classify)?;
+        raw.map(|v| {
+            <[u8; 8]>::try_from(v.as_slice())
+                .map(i64::from_be_bytes)
+                .map_err(|_| StoreError::Fatal(format!("applied offset of {topic}/{partition} is corrupt")))
+        })
+        .transpose()
+    }
+
+    fn commit(&self, c: &Commit) -> Result<(), StoreError> {
+        let (state, meta, outbox) = (self.cf(CF_STATE)?, self.cf(CF_META)?, self.cf(CF_OUTBOX)?);
+        let mut batch = WriteBatch::default();
+        for (k, v) in &c.state_puts {
+            batch.put_cf(state, k, v);
+        }
+        for k in &c.state_deletes {
+            batch.delete_cf(state, k);
+        }
+        for (topic, partition, offset) in &c.offsets {
+            batch.put_cf(meta, offset_key(topic, *partition), offset.to_be_bytes());
+        }
+        for (seq, v) in &c.outbox_puts {
+            batch.put_cf(outbox, seq.to_be_bytes(), v);
+        }
+        for seq in &c.outbox_deletes {
+            batch.delete_cf(outbox, seq.to_be_bytes());
+        }
+        self.db.write_opt(batch, &self.write).map_err(classify)
+    }
+
+    fn pending_outbox(&self) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(self.cf(CF_OUTBOX)?, IteratorMode::Start) {
+            let (k, v) = item.map_err(classify)?;
+            let seq = <[u8; 8]>::try_from(&*k)
+                .map(u64::from_be_bytes)
+                .map_err(|_| StoreError::Fatal("outbox key is corrupt".into()))?;
+            out.push((seq, v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    fn next_outbox_seq(&self) -> Result<u64, StoreError> {
+        let mut it = self.db.iterator_cf(self.cf(CF_OUTBOX)?, IteratorMode::End);
+        match it.next() {
+            None => Ok(0),
+            Some(item) => {
+                let (k, _) = item.map_err(classify)?;
+                <[u8; 8]>::try_from(&*k)
+                    .map(|b| u64::from_be_bytes(b) + 1)
+                    .map_err(|_| StoreError::Fatal("outbox key is corrupt".into()))
+            }
+        }
+    }
+
+    fn sync(&self) -> Result<(), StoreError> {
+        self.db.flush_wal(true).map_err(classify)
+    }
+
+    fn size_bytes(&self) -> u64 {
+        [CF_STATE, CF_META, CF_OUTBOX]
+            .iter()
+            .filter_map(|name| {
+                let cf = self.db.cf_handle(name)?;
+                let sst = self.db.property_int_value_cf(cf, "rocksdb.live-sst-files-size").ok()??;
+                let mem = self.db.property_int_value_cf(cf, "rocksdb.cur-size-all-mem-tables").ok()??;
+                Some(sst + mem)
+            })
+            .sum()
+    }
+
+    fn compact_state_range(&self, from: &[u8], to: &[u8]) -> Result<(), StoreError> {
+        let cf = self.cf(CF_STATE)?;
+        self.db.flush_cf(cf).map_err(classify)?;
+        self.db.compact_range_cf(cf, Some(from), Some(to));
+        Ok(())
+    }
+}

@@ -1,0 +1,114 @@
+//! `/metrics`, `/healthz` and `/readyz`.
+
+use crate::Metrics;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// What the probes report. Written by the pipeline, read by the HTTP server.
+#[derive(Debug)]
+pub struct Health {
+    last_progress_ms: AtomicI64,
+    /// The poll loop must progress within this long to count as alive.
+    liveness_window_ms: i64,
+    pub assigned: AtomicBool,
+    pub state_ready: AtomicBool,
+    pub draining: AtomicBool,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+impl Health {
+    pub fn new(liveness_window_ms: i64) -> Health {
+        Health {
+            last_progress_ms: AtomicI64::new(now_ms()),
+            liveness_window_ms,
+            assigned: AtomicBool::new(false),
+            state_ready: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
+        }
+    }
+
+    /// Called by the poll loop on every turn.
+    pub fn progressed(&self) {
+        self.last_progress_ms.store(now_ms(), Ordering::Relaxed);
+    }
+
+    pub fn alive(&self) -> bool {
+        now_ms() - self.last_progress_ms.load(Ordering::Relaxed) <= self.liveness_window_ms
+    }
+
+    pub fn ready(&self) -> bool {
+        self.assigned.load(Ordering::Relaxed)
+            && self.state_ready.load(Ordering::Relaxed)
+            && !self.draining.load(Ordering::Relaxed)
+    }
+}
+
+#[derive(Clone)]
+struct AppState {
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+}
+
+async fn metrics_handler(State(s): State<AppState>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        s.metrics.render(),
+    )
+}
+
+async fn healthz(State(s): State<AppState>) -> impl IntoResponse {
+    if s.health.alive() {
+        (StatusCode::OK, "ok\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "poll loop stalled\n")
+    }
+}
+
+async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
+    let h = &s.health;
+    if h.ready() {
+        return (StatusCode::OK, "ready\n".to_owned());
+    }
+    let why = if h.draining.load(Ordering::Relaxed) {
+        "draining"
+    } else if !h.state_ready.load(Ordering::Relaxed) {
+        "state store not ready"
+    } else {
+        "no partitions assigned yet"
+    };
+    (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}\n"))
+}
+
+/// Binds `addr` and serves until `shutdown` resolves. Returns the bound address (port 0 picks one).
+pub async fn serve(
+    addr: SocketAddr,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    let app = Router::new()
+        .route("/metrics", get(metrics_handler))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .with_state(AppState { metrics, health });
+    let task = tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+            tracing::error!(error = %e, "HTTP server failed");
+        }
+    });
+    Ok((bound, task))
+}

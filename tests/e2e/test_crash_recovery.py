@@ -1,0 +1,270 @@
+"""A crash (SIGKILL) at any moment neither loses nor double-applies anything.
+
+Same deterministic input, two pipelines with their own state dir, consumer group and output topics:
+  A  runs straight through and stops with SIGTERM (the reference);
+  B  is SIGKILLed 5-8 times at random moments while it consumes and restarted each time with the
+     same state dir and group, then allowed to finish.
+Consent commands are produced (and durably applied by both) before the clickstream starts, which
+then arrives as a live stream while B is being killed, so every kill lands mid-stream.
+
+B must end with exactly A's decisions and audit records (same ids; a re-sent id carries identical
+content) and every customer's stored state (tact inspect) must equal A's.
+
+Env knobs: TACT_E2E_SEED (input + kill schedule), TACT_E2E_CRASH_CUSTOMERS (20).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+import time
+from collections import Counter
+
+import pytest
+
+from harness import (
+    InputProducer,
+    click,
+    committed_offsets,
+    decode_records,
+    encode_click,
+    metrics_excerpt,
+    now_ms,
+    read_topic,
+    set_consent,
+    tact_inspect,
+    topic_set,
+    unique,
+    wait_until,
+)
+
+pytestmark = pytest.mark.timeout(300)
+
+MIN = 60_000
+SEED = int(os.environ.get("TACT_E2E_SEED", "20240611"))
+N_CUSTOMERS = int(os.environ.get("TACT_E2E_CRASH_CUSTOMERS", "20"))
+PARTITIONS = 3
+
+CATALOG = {
+    "shoes": [f"shoe-{i}" for i in range(8)],
+    "books": [f"book-{i}" for i in range(8)],
+    "garden": [f"garden-{i}" for i in range(6)],
+    "audio": [f"audio-{i}" for i in range(6)],
+    "kitchen": [f"kitchen-{i}" for i in range(6)],
+    "toys": [f"toy-{i}" for i in range(6)],
+}
+EVENT_MIX = [("PAGE_VIEW", 22), ("CATEGORY_VIEW", 18), ("PRODUCT_VIEW", 30), ("SEARCH", 8), ("ADD_TO_CART", 7),
+             ("PURCHASE", 3), ("FAQ_VIEW", 5), ("EMAIL_CLICK", 2), ("OTHER", 5)]
+
+
+def generate(tag: str, rng: random.Random, t_end: int):
+    """Deterministic input: (customers, consent commands, click events sorted by event time)."""
+    customers = [f"{tag}-c{i:02d}" for i in range(N_CUSTOMERS)]
+    commands, events = [], []
+    t_base = t_end - 5 * 24 * 60 * MIN
+    for i, cid in enumerate(customers):
+        kind = i % 5
+        ts = t_base - 60 * MIN
+        if kind in (0, 1, 2):  # personalization consent (all channels / on-site)
+            commands.append(set_consent(cid, ts, channel=None if kind != 1 else "ON_SITE",
+                                        command_id=f"{cid}-consent"))
+        elif kind == 3:  # granted, then withdrawn
+            commands.append(set_consent(cid, ts, command_id=f"{cid}-consent"))
+            commands.append(set_consent(cid, ts + MIN, granted=False, source="account_settings",
+                                        command_id=f"{cid}-withdraw"))
+        else:  # marketing only: no personalization
+            commands.append(set_consent(cid, ts, purpose="MARKETING", command_id=f"{cid}-marketing"))
+
+        t = t_base + rng.randint(0, 12 * 60 * MIN)
+        favourite = rng.choice(sorted(CATALOG))
+        for s in range(rng.randint(3, 6)):
+            sid = f"{cid}-s{s}"
+            for _ in range(rng.randint(15, 40)):
+                type_ = rng.choices([k for k, _ in EVENT_MIX], [w for _, w in EVENT_MIX])[0]
+                cat = favourite if rng.random() < 0.6 else rng.choice(sorted(CATALOG))
+                prod = rng.choice(CATALOG[cat])
+                kw = {"dwell_ms": rng.randint(500, 90_000)}
+                if type_ == "PAGE_VIEW":
+                    kw["page"] = rng.choice(["/", "/deals", "/new", f"/c/{cat}"])
+                elif type_ == "CATEGORY_VIEW":
+                    kw.update(category=cat, page=f"/c/{cat}")
+                elif type_ == "PRODUCT_VIEW":
+                    kw.update(category=cat, product_id=prod, page=f"/p/{prod}")
+                elif type_ == "SEARCH":
+                    kw.update(search_query=rng.choice(["red", "gift", "wireless", "size 42", "cheap"]),
+                              search_results=rng.randint(0, 50))
+                elif type_ in ("ADD_TO_CART", "PURCHASE"):
+                    kw["items"] = [{"product_id": prod, "category": cat, "quantity": rng.randint(1, 3),
+                                    "unit_price_cents": rng.randint(199, 19999)}]
+                    kw["gift"] = type_ == "PURCHASE" and rng.random() < 0.2
+                elif type_ == "FAQ_VIEW":
+                    kw.update(page="/help/shipping", scroll_depth=round(rng.random(), 2))
+                events.append(click(cid, sid, t, type_, event_id=f"{cid}-e{len(events):05d}", **kw))
+                t += rng.randint(3_000, 150_000)
+            # next session: mostly well after the 30 min gap, sometimes a new session id sooner
+            t += rng.choice([rng.randint(31, 600), rng.randint(60, 3000), rng.randint(5, 25)]) * MIN
+    events.sort(key=lambda e: (e["event_time"], e["event_id"]))
+    assert events[-1]["event_time"] < t_end + 30 * 24 * 60 * MIN
+    return customers, commands, events
+
+
+def _done(proc, bootstrap, topics, ends: dict[str, dict[int, int]]) -> bool:
+    """All input committed by the group and nothing pending in the outbox."""
+    for logical, per_part in ends.items():
+        got = committed_offsets(bootstrap, proc.group_id, topics[logical], range(PARTITIONS))
+        if any(got.get(p, -1) < per_part.get(p, 0) for p in range(PARTITIONS)):
+            return False
+    m = proc.metrics()
+    return m.has("tact_outbox_pending") and m.value("tact_outbox_pending") == 0
+
+
+def test_sigkill_at_random_moments_loses_nothing_and_applies_nothing_twice(tact, broker):
+    rng = random.Random(SEED)
+    tag = unique("crash")
+    customers, commands, events = generate(tag, rng, now_ms())
+    assert 1500 <= len(events) <= 6000, len(events)
+
+    inputs = topic_set("crash-in")
+    topics_a = {**inputs, **{k: v.replace("crash-in", "crash-A") for k, v in inputs.items()
+                             if k in ("decisions", "suppressed", "dead_letter")}}
+    topics_b = {**inputs, **{k: v.replace("crash-in", "crash-B") for k, v in inputs.items()
+                             if k in ("decisions", "suppressed", "dead_letter")}}
+    broker.create_topics(sorted(set(topics_a.values()) | set(topics_b.values())), partitions=PARTITIONS)
+    cfg = {"pipeline": {"batch_max_events": 200, "batch_max_wait_ms": 50}}
+    a = tact(topics_a, overrides=cfg, name="tact-A", group_id=f"{tag}-A")
+    b = tact(topics_b, overrides=cfg, name="tact-B", group_id=f"{tag}-B")
+    a.start()
+    b.start()
+
+    # ---- phase 1: consent, durably applied by both before any click
+    cmd_producer = InputProducer(broker.bootstrap)
+    cmd_producer.send_commands(inputs["profile_commands"], commands, fmt="json")
+    cmd_producer.flush()
+    cmd_ends = cmd_producer.end_offsets(inputs["profile_commands"])
+    for p in (a, b):
+        p.wait_metric("tact_events_consumed_total", len(commands), timeout=60, topic="profile_commands")
+        wait_until(lambda p=p: _done(p, broker.bootstrap, inputs, {"profile_commands": cmd_ends}), 60, 0.3,
+                   lambda p=p: f"{p.name}: profile commands not committed: "
+                   f"{committed_offsets(broker.bootstrap, p.group_id, inputs['profile_commands'], range(PARTITIONS))}"
+                   f" vs ends {cmd_ends}")
+
+    # ---- phase 2: the clickstream arrives live while B is being killed
+    kills_wanted = rng.randint(5, 8)
+    kill_loop_over = threading.Event()
+    click_producer = InputProducer(broker.bootstrap)
+    produce_error: list[BaseException] = []
+
+    def produce():
+        try:
+            budget = 60.0  # seconds to spread the stream over, unless the kill loop finishes first
+            start = time.monotonic()
+            for i, ev in enumerate(events):
+                click_producer.send(inputs["clickstream"], ev["customer_id"], encode_click(ev))
+                if not kill_loop_over.is_set():
+                    lag = start + budget * (i + 1) / len(events) - time.monotonic()
+                    if lag > 0:
+                        kill_loop_over.wait(lag)
+            click_producer.flush(60)
+        except BaseException as exc:  # noqa: BLE001
+            produce_error.append(exc)
+
+    producer_thread = threading.Thread(target=produce, name="clicks", daemon=True)
+    producer_thread.start()
+
+    kill_log = []
+    try:
+        while len(kill_log) < kills_wanted:
+            if not b.alive():
+                b.start()
+            # a random moment after this incarnation has started consuming clicks: often while it
+            # works through the backlog that piled up while it was down, sometimes later
+            try:
+                wait_until(lambda: b.metrics().value("tact_events_consumed_total", topic="clickstream") > 0,
+                           30, 0.05, "")
+            except TimeoutError:
+                if producer_thread.is_alive():
+                    raise AssertionError(f"tact-B incarnation {b.starts} consumes nothing while clicks arrive:\n"
+                                         f"{b.diagnostics()}")
+                break  # all input is there and B has caught up: no more mid-stream moments
+            time.sleep(rng.choice([rng.uniform(0.0, 0.3), rng.uniform(0.0, 1.5)]))
+            m = b.metrics()
+            consumed = m.value("tact_events_consumed_total", topic="clickstream")
+            skipped = m.value("tact_events_skipped_total")
+            b.kill()
+            committed = committed_offsets(broker.bootstrap, b.group_id, inputs["clickstream"], range(PARTITIONS))
+            produced = click_producer.count(inputs["clickstream"])  # approximate while producing
+            kill_log.append({"incarnation": b.starts, "consumed_in_incarnation": consumed, "skipped": skipped,
+                             "committed_after_kill": sum(max(v, 0) for v in committed.values()),
+                             "produced_so_far": produced})
+    finally:
+        kill_loop_over.set()
+    producer_thread.join(120)
+    assert not producer_thread.is_alive() and not produce_error, f"producing clicks failed: {produce_error}"
+    clicks_delivered = click_producer.delivered
+    assert len(clicks_delivered) == len(events)
+    ends = {"profile_commands": cmd_ends, "clickstream": click_producer.end_offsets(inputs["clickstream"])}
+    mid_stream = [k for k in kill_log if k["committed_after_kill"] < len(events)]
+    print(f"seed {SEED}: {len(events)} clicks, {len(commands)} commands; kills: {kill_log}")
+    assert len(mid_stream) >= 3, f"too few kills landed before the input was processed: {kill_log}"
+
+    # ---- A: straight run to the end, then SIGTERM
+    a.wait_idle({"clickstream": len(events), "profile_commands": len(commands)}, timeout=120)
+    wait_until(lambda: _done(a, broker.bootstrap, inputs, ends), 60, 0.3,
+               lambda: f"tact-A consumed everything but did not commit it: {a.diagnostics()}")
+    lag = a.metrics().series("tact_consumer_lag_messages")
+    print(f"A lag series at the end: {lag}")
+    assert a.stop() == 0, "tact-A: SIGTERM should shut down cleanly"
+
+    # ---- B: last restart, let it finish
+    if not b.alive():
+        b.start()
+    wait_until(lambda: _done(b, broker.bootstrap, inputs, ends), 120, 0.3,
+               lambda: (f"tact-B never caught up after {len(kill_log)} kills: committed "
+                        f"{committed_offsets(broker.bootstrap, b.group_id, inputs['clickstream'], range(PARTITIONS))}"
+                        f" vs ends {ends['clickstream']};\n{metrics_excerpt(b.metrics())}"))
+    b_metrics = b.metrics()
+    assert b.stop() == 0, "tact-B: SIGTERM should shut down cleanly"
+
+    # ---- outputs
+    dec_a = decode_records("Decision", read_topic(broker.bootstrap, topics_a["decisions"], timeout=60))
+    dec_b = decode_records("Decision", read_topic(broker.bootstrap, topics_b["decisions"], timeout=60))
+    sup_a = decode_records("SuppressedCandidate", read_topic(broker.bootstrap, topics_a["suppressed"], timeout=60))
+    sup_b = decode_records("SuppressedCandidate", read_topic(broker.bootstrap, topics_b["suppressed"], timeout=60))
+    kinds_a = Counter(d["kind"] for _, d in dec_a)
+    print(f"A: {len(dec_a)} decisions {dict(kinds_a)}, {len(sup_a)} suppressed; "
+          f"B: {len(dec_b)} decisions, {len(sup_b)} suppressed; B restarts {b.starts}")
+    # the reference run must have done real work, or the comparison below proves nothing
+    assert kinds_a["WELCOME_BACK"] >= 5 and kinds_a["RECOMMENDATION"] >= 3 and len(sup_a) >= 1, \
+        f"run A made too few decisions to compare: {dict(kinds_a)}, {len(sup_a)} suppressed"
+    for name, recs, id_field in (("A decisions", dec_a, "decision_id"), ("A suppressed", sup_a, "candidate_id")):
+        dup = [k for k, n in Counter(d[id_field] for _, d in recs).items() if n > 1]
+        assert not dup, f"{name}: a straight run produced duplicate ids {dup[:5]}"
+
+    for what, ra, rb, id_field in (("decisions", dec_a, dec_b, "decision_id"),
+                                   ("suppressed candidates", sup_a, sup_b, "candidate_id")):
+        by_a = {d[id_field]: (r.key, d) for r, d in ra}
+        ids_b = {d[id_field] for _, d in rb}
+        missing, extra = set(by_a) - ids_b, ids_b - set(by_a)
+        assert not missing and not extra, (
+            f"{what}: B (crashed {len(kill_log)}x) differs from A: {len(missing)} missing, {len(extra)} extra;\n"
+            f"missing e.g. {[by_a[i][1] for i in sorted(missing)[:3]]}\n"
+            f"extra e.g. {[d for _, d in rb if d[id_field] in extra][:3]}")
+        for r, d in rb:
+            key_a, d_a = by_a[d[id_field]]
+            assert d == d_a and r.key == key_a, \
+                f"{what}: id {d[id_field]} re-sent with different content:\nA {d_a}\nB {d}"
+        dups = sum(n - 1 for n in Counter(d[id_field] for _, d in rb).values())
+        print(f"{what}: B re-sent {dups} records (identical duplicates are allowed)")
+
+    # ---- stored state: nothing lost, nothing applied twice
+    diffs = []
+    for cid in customers:
+        sa = tact_inspect(a.state_dir, cid)
+        sb = tact_inspect(b.state_dir, cid)
+        assert sa is not None, f"run A has no stored state for {cid}"
+        if sa != sb:
+            diffs.append((cid, sa, sb))
+    assert not diffs, (f"{len(diffs)} customers' stored state differs after crashes, e.g. {diffs[0][0]}:\n"
+                       f"A: {diffs[0][1]}\nB: {diffs[0][2]}")
+    assert b_metrics.value("tact_delivery_errors_total") == 0
