@@ -423,10 +423,17 @@ def read_topic(bootstrap: str, topic: str, decode_schema: str | None = None, idl
         if topic not in md.topics or md.topics[topic].error is not None:
             return None
         parts = list(md.topics[topic].partitions)
+        # tansu's high watermark can lag the real end by a few records: read at least up to it,
+        # then go on until nothing has arrived for idle_s
+        high = {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in parts}
         c.assign([TopicPartition(topic, p, 0) for p in parts])
         n, bad, kinds, keys_ok, max_off = 0, 0, {}, 0, {}
         last = time.monotonic()
-        while time.monotonic() - last < idle_s:
+        deadline = last + 300
+        while time.monotonic() < deadline:
+            reached = all(max_off.get(p, -1) + 1 >= high[p] for p in parts)
+            if reached and time.monotonic() - last >= idle_s:
+                break
             msgs = c.consume(10_000, 0.5)
             for m in msgs:
                 if m.error():

@@ -9,7 +9,9 @@ use serde_avro_fast::Schema;
 use std::collections::BTreeMap;
 use std::io::BufRead;
 use tact_core::event::PreferencesUpdate;
-use tact_core::{Channel, ClickEvent, CommandBody, EventKind, Item, ProfileCommand, Purpose, Timestamp};
+use tact_core::{
+    Channel, ClickEvent, CommandBody, EventKind, Item, ProfileCommand, Purpose, Timestamp,
+};
 
 /// How the records of one input topic are encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,14 +93,25 @@ impl DecodeError {
 }
 
 /// Strips the framing of `format`; returns the datum.
-fn unframe<'a>(bytes: &'a [u8], format: InputFormat, schema: &Schema, max: usize) -> Result<&'a [u8], DecodeError> {
+fn unframe<'a>(
+    bytes: &'a [u8],
+    format: InputFormat,
+    schema: &Schema,
+    max: usize,
+) -> Result<&'a [u8], DecodeError> {
     if bytes.is_empty() {
-        return Err(DecodeError::new(ErrorClass::Empty, "the record has no value"));
+        return Err(DecodeError::new(
+            ErrorClass::Empty,
+            "the record has no value",
+        ));
     }
     if bytes.len() > max {
         return Err(DecodeError::new(
             ErrorClass::Oversized,
-            format!("{} bytes exceed input.max_message_bytes = {max}", bytes.len()),
+            format!(
+                "{} bytes exceed input.max_message_bytes = {max}",
+                bytes.len()
+            ),
         ));
     }
     match format {
@@ -259,20 +272,32 @@ fn time(field: &str, millis: i64) -> Result<Timestamp, DecodeError> {
 }
 
 /// Decodes and validates one click event.
-pub fn decode_click(bytes: &[u8], format: InputFormat, max_bytes: usize) -> Result<ClickEvent, DecodeError> {
+pub fn decode_click(
+    bytes: &[u8],
+    format: InputFormat,
+    max_bytes: usize,
+) -> Result<ClickEvent, DecodeError> {
     let w: WireClick = decode(bytes, format, schema::click_event(), max_bytes)?;
     if let Some(depth) = w.scroll_depth {
         if !(0.0..=1.0).contains(&depth) {
-            return Err(DecodeError::invalid("scroll_depth", "must be between 0.0 and 1.0"));
+            return Err(DecodeError::invalid(
+                "scroll_depth",
+                "must be between 0.0 and 1.0",
+            ));
         }
     }
     let search_results = w
         .search_results
-        .map(|n| u32::try_from(n).map_err(|_| DecodeError::invalid("search_results", "must not be negative")))
+        .map(|n| {
+            u32::try_from(n)
+                .map_err(|_| DecodeError::invalid("search_results", "must not be negative"))
+        })
         .transpose()?;
     let dwell_ms = w
         .dwell_ms
-        .map(|n| u64::try_from(n).map_err(|_| DecodeError::invalid("dwell_ms", "must not be negative")))
+        .map(|n| {
+            u64::try_from(n).map_err(|_| DecodeError::invalid("dwell_ms", "must not be negative"))
+        })
         .transpose()?;
     let items = w
         .items
@@ -317,16 +342,19 @@ pub fn encode_click(ev: &ClickEvent, format: InputFormat, schema_id: u32) -> Vec
         event_time: ev.event_time.millis(),
         // Avro enums cannot carry a symbol the schema lacks; OTHER is the schema's catch-all.
         kind: match (&ev.kind, format) {
-            (EventKind::Unknown(_), InputFormat::AvroConfluent | InputFormat::AvroSingleObject | InputFormat::AvroDatum) => {
-                "OTHER".to_owned()
-            }
+            (
+                EventKind::Unknown(_),
+                InputFormat::AvroConfluent | InputFormat::AvroSingleObject | InputFormat::AvroDatum,
+            ) => "OTHER".to_owned(),
             (kind, _) => kind.symbol().to_owned(),
         },
         page: ev.page.clone(),
         category: ev.category.clone(),
         product_id: ev.product_id.clone(),
         search_query: ev.search_query.clone(),
-        search_results: ev.search_results.map(|n| i32::try_from(n).unwrap_or(i32::MAX)),
+        search_results: ev
+            .search_results
+            .map(|n| i32::try_from(n).unwrap_or(i32::MAX)),
         scroll_depth: ev.scroll_depth,
         dwell_ms: ev.dwell_ms.map(|n| i64::try_from(n).unwrap_or(i64::MAX)),
         items: ev
@@ -347,7 +375,12 @@ pub fn encode_click(ev: &ClickEvent, format: InputFormat, schema_id: u32) -> Vec
     encode_input(&wire, format, schema::click_event(), schema_id)
 }
 
-fn encode_input<T: Serialize>(value: &T, format: InputFormat, schema: &Schema, schema_id: u32) -> Vec<u8> {
+fn encode_input<T: Serialize>(
+    value: &T,
+    format: InputFormat,
+    schema: &Schema,
+    schema_id: u32,
+) -> Vec<u8> {
     let mut out = Vec::with_capacity(256);
     match format {
         InputFormat::Json => return serde_json::to_vec(value).unwrap_or_default(),
@@ -362,7 +395,8 @@ fn encode_input<T: Serialize>(value: &T, format: InputFormat, schema: &Schema, s
         InputFormat::AvroDatum => {}
     }
     let mut config = serde_avro_fast::ser::SerializerConfig::new(schema);
-    serde_avro_fast::to_datum(value, out, &mut config).expect("wire types match the shipped schema (tested)")
+    serde_avro_fast::to_datum(value, out, &mut config)
+        .expect("wire types match the shipped schema (tested)")
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -422,14 +456,9 @@ enum WireBody {
         interests: Vec<String>,
     },
     #[serde(alias = "tact.v1.RemoveRecipient")]
-    RemoveRecipient {
-        recipient_id: String,
-    },
+    RemoveRecipient { recipient_id: String },
     #[serde(alias = "tact.v1.Follow")]
-    Follow {
-        subject: String,
-        follow: bool,
-    },
+    Follow { subject: String, follow: bool },
     #[serde(alias = "tact.v1.Erase")]
     Erase {
         #[serde(default)]
@@ -438,12 +467,17 @@ enum WireBody {
 }
 
 fn channel(field: &str, symbol: &str) -> Result<Channel, DecodeError> {
-    Channel::from_symbol(symbol).ok_or_else(|| DecodeError::invalid(field, &format!("unknown channel {symbol:?}")))
+    Channel::from_symbol(symbol)
+        .ok_or_else(|| DecodeError::invalid(field, &format!("unknown channel {symbol:?}")))
 }
 
 /// Decodes and validates one profile command. A command type this version does not know is
 /// poison (dead-lettered, so it can be replayed after an upgrade), never silently dropped.
-pub fn decode_command(bytes: &[u8], format: InputFormat, max_bytes: usize) -> Result<ProfileCommand, DecodeError> {
+pub fn decode_command(
+    bytes: &[u8],
+    format: InputFormat,
+    max_bytes: usize,
+) -> Result<ProfileCommand, DecodeError> {
     let w: WireCommand = decode(bytes, format, schema::profile_command(), max_bytes)?;
     let body = match w.command {
         WireBody::SetConsent {
@@ -453,12 +487,15 @@ pub fn decode_command(bytes: &[u8], format: InputFormat, max_bytes: usize) -> Re
             source,
             expires_at,
         } => CommandBody::SetConsent {
-            purpose: Purpose::from_symbol(&purpose)
-                .ok_or_else(|| DecodeError::invalid("command.purpose", &format!("unknown purpose {purpose:?}")))?,
+            purpose: Purpose::from_symbol(&purpose).ok_or_else(|| {
+                DecodeError::invalid("command.purpose", &format!("unknown purpose {purpose:?}"))
+            })?,
             channel: ch.map(|c| channel("command.channel", &c)).transpose()?,
             granted,
             source,
-            expires_at: expires_at.map(|t| time("command.expires_at", t)).transpose()?,
+            expires_at: expires_at
+                .map(|t| time("command.expires_at", t))
+                .transpose()?,
         },
         WireBody::SetPreferences {
             interests,
@@ -550,7 +587,11 @@ pub fn encode_command(cmd: &ProfileCommand, format: InputFormat, schema_id: u32)
             private_categories: p.private_categories.clone(),
             suggestions_enabled: p.suggestions_enabled,
             disabled_kinds: p.disabled_kinds.clone(),
-            disabled_channels: p.disabled_channels.iter().map(|c| c.symbol().to_owned()).collect(),
+            disabled_channels: p
+                .disabled_channels
+                .iter()
+                .map(|c| c.symbol().to_owned())
+                .collect(),
             time_zone: p.time_zone.clone(),
         },
         CommandBody::SetGiftMode {

@@ -13,7 +13,8 @@ pub mod schema;
 mod state;
 
 pub use input::{
-    decode_click, decode_command, encode_click, encode_command, DecodeError, ErrorClass, InputFormat,
+    decode_click, decode_command, encode_click, encode_command, DecodeError, ErrorClass,
+    InputFormat,
 };
 pub use output::{
     decode_decision, decode_suppressed, DeadLetter, DecodedDecision, DecodedSuppressed, Encoder,

@@ -108,11 +108,17 @@ pub struct Encoder {
 
 impl std::fmt::Debug for Encoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Encoder").field("format", &self.format).finish()
+        f.debug_struct("Encoder")
+            .field("format", &self.format)
+            .finish()
     }
 }
 
-fn framed<T: Serialize>(value: &T, config: &mut SerializerConfig<'static>, confluent_id: Option<u32>) -> Vec<u8> {
+fn framed<T: Serialize>(
+    value: &T,
+    config: &mut SerializerConfig<'static>,
+    confluent_id: Option<u32>,
+) -> Vec<u8> {
     let mut out = Vec::with_capacity(192);
     match confluent_id {
         Some(id) => {

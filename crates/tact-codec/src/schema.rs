@@ -23,9 +23,11 @@ macro_rules! parsed {
         pub fn $fn_name() -> &'static Schema {
             static CELL: OnceLock<Schema> = OnceLock::new();
             CELL.get_or_init(|| {
-                $text
-                    .parse()
-                    .expect(concat!("shipped schema ", stringify!($text), " parses (checked by tests)"))
+                $text.parse().expect(concat!(
+                    "shipped schema ",
+                    stringify!($text),
+                    " parses (checked by tests)"
+                ))
             })
         }
     };

@@ -47,7 +47,10 @@ mod tests {
         assert_eq!(decode_state(&bytes).unwrap(), state);
         let mut other = bytes.clone();
         other[0] = 9;
-        assert!(matches!(decode_state(&other), Err(StateCodecError::UnknownVersion(9))));
+        assert!(matches!(
+            decode_state(&other),
+            Err(StateCodecError::UnknownVersion(9))
+        ));
         assert!(decode_state(&bytes[..bytes.len() / 2]).is_err());
     }
 }

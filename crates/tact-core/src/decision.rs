@@ -67,7 +67,12 @@ pub enum Channel {
 }
 
 impl Channel {
-    pub const ALL: [Channel; 4] = [Channel::OnSite, Channel::Chat, Channel::Email, Channel::Push];
+    pub const ALL: [Channel; 4] = [
+        Channel::OnSite,
+        Channel::Chat,
+        Channel::Email,
+        Channel::Push,
+    ];
 
     pub fn symbol(self) -> &'static str {
         match self {

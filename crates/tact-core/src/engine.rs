@@ -8,9 +8,7 @@ use crate::decision::{Channel, Decision, DecisionKind, Gate, Reason, Suppressed}
 use crate::event::{ClickEvent, CommandBody, EventKind, ProfileCommand, Purpose};
 use crate::id::stable_id;
 use crate::policy::{ConsentRegime, Policy};
-use crate::state::{
-    CategoryInterest, ConsentRecord, CustomerState, GiftMode, Recipient, Session,
-};
+use crate::state::{CategoryInterest, ConsentRecord, CustomerState, GiftMode, Recipient, Session};
 use crate::time::Timestamp;
 
 /// What one input produced.
@@ -33,7 +31,10 @@ pub enum CommandEffect {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConsentAnswer {
     Granted,
-    Denied { reason_code: &'static str, detail: String },
+    Denied {
+        reason_code: &'static str,
+        detail: String,
+    },
 }
 
 /// Looks up consent for `purpose` on `channel`: a live channel-specific record beats a purpose-wide
@@ -51,16 +52,18 @@ pub fn consent(
         .iter()
         .filter(live)
         .find(|r| r.channel == Some(channel))
-        .or_else(|| state.consents.iter().filter(live).find(|r| r.channel.is_none()));
+        .or_else(|| {
+            state
+                .consents
+                .iter()
+                .filter(live)
+                .find(|r| r.channel.is_none())
+        });
     match record {
         Some(r) if r.granted => ConsentAnswer::Granted,
         Some(r) => ConsentAnswer::Denied {
             reason_code: "consent_denied",
-            detail: format!(
-                "the customer declined {} ({})",
-                purpose.as_str(),
-                r.source
-            ),
+            detail: format!("the customer declined {} ({})", purpose.as_str(), r.source),
         },
         None if regime == ConsentRegime::OptOut && purpose != Purpose::Marketing => {
             ConsentAnswer::Granted
@@ -138,7 +141,10 @@ pub fn apply_event(state: &mut CustomerState, ev: &ClickEvent, policy: &Policy) 
 fn interest_category(state: &CustomerState, ev: &ClickEvent, now: Timestamp) -> Option<String> {
     let feeds = matches!(
         ev.kind,
-        EventKind::CategoryView | EventKind::ProductView | EventKind::AddToCart | EventKind::Purchase
+        EventKind::CategoryView
+            | EventKind::ProductView
+            | EventKind::AddToCart
+            | EventKind::Purchase
     );
     if !feeds {
         return None;
@@ -161,8 +167,13 @@ fn interest_category(state: &CustomerState, ev: &ClickEvent, now: Timestamp) -> 
 
 fn gift_mode_active(state: &CustomerState, session_id: &str, now: Timestamp) -> bool {
     match &state.gift_mode {
-        Some(GiftMode { until: Some(until), .. }) => now < *until,
-        Some(GiftMode { session_id: Some(s), .. }) => s == session_id,
+        Some(GiftMode {
+            until: Some(until), ..
+        }) => now < *until,
+        Some(GiftMode {
+            session_id: Some(s),
+            ..
+        }) => s == session_id,
         _ => false,
     }
 }
@@ -216,10 +227,22 @@ fn record_interest(
         .as_deref()
         .or_else(|| ev.items.first().map(|i| i.product_id.as_str()));
     if let Some(session) = state.session.as_mut() {
-        bump(&mut session.category_views, category, product, ev.event_time, policy);
+        bump(
+            &mut session.category_views,
+            category,
+            product,
+            ev.event_time,
+            policy,
+        );
     }
     if personalized {
-        bump(&mut state.interests, category, product, ev.event_time, policy);
+        bump(
+            &mut state.interests,
+            category,
+            product,
+            ev.event_time,
+            policy,
+        );
     }
 }
 
@@ -312,10 +335,14 @@ fn recommendation(
     let evidence = if personalized {
         state.interests.iter().find(|c| c.category == category)
     } else {
-        session.category_views.iter().find(|c| c.category == category)
+        session
+            .category_views
+            .iter()
+            .find(|c| c.category == category)
     };
     let Some(evidence) = evidence else { return };
-    if evidence.views < policy.recommendation_min_category_views || evidence.recent_products.is_empty()
+    if evidence.views < policy.recommendation_min_category_views
+        || evidence.recent_products.is_empty()
     {
         return;
     }
@@ -338,7 +365,10 @@ fn recommendation(
             policy.consent_regime,
             ev.event_time,
         ) {
-            ConsentAnswer::Denied { reason_code, detail } => (reason_code, detail),
+            ConsentAnswer::Denied {
+                reason_code,
+                detail,
+            } => (reason_code, detail),
             ConsentAnswer::Granted => ("consent_missing", String::new()),
         };
         out.suppressed.push(suppressed(
@@ -370,8 +400,9 @@ fn recommendation(
         "category_interest",
         format!("you looked at {category} {views} time(s)"),
     )];
-    out.decisions
-        .push(decision(ev, policy, kind, channel, category, true, items, reasons));
+    out.decisions.push(decision(
+        ev, policy, kind, channel, category, true, items, reasons,
+    ));
 }
 
 /// The customer's own switches: the customer-override gate.
@@ -383,7 +414,10 @@ fn override_block(
 ) -> Option<(&'static str, String)> {
     let prefs = &state.preferences;
     if kind != DecisionKind::WelcomeBack && prefs.suggestions_enabled == Some(false) {
-        return Some(("suggestions_off", "the customer turned suggestions off".into()));
+        return Some((
+            "suggestions_off",
+            "the customer turned suggestions off".into(),
+        ));
     }
     if prefs.disabled_kinds.contains(&kind) {
         return Some((
@@ -420,7 +454,10 @@ fn decision(
     reasons: Vec<Reason>,
 ) -> Decision {
     Decision {
-        decision_id: stable_id("d", &[&ev.event_id, kind.as_str(), channel.as_str(), subject]),
+        decision_id: stable_id(
+            "d",
+            &[&ev.event_id, kind.as_str(), channel.as_str(), subject],
+        ),
         customer_id: ev.customer_id.clone(),
         session_id: Some(ev.session_id.clone()),
         kind,
@@ -447,7 +484,10 @@ fn suppressed(
     detail: String,
 ) -> Suppressed {
     Suppressed {
-        candidate_id: stable_id("s", &[&ev.event_id, kind.as_str(), channel.as_str(), subject]),
+        candidate_id: stable_id(
+            "s",
+            &[&ev.event_id, kind.as_str(), channel.as_str(), subject],
+        ),
         customer_id: ev.customer_id.clone(),
         session_id: Some(ev.session_id.clone()),
         kind,
@@ -462,7 +502,11 @@ fn suppressed(
 }
 
 /// Folds one profile command into `state`. The last command applied wins.
-pub fn apply_command(state: &mut CustomerState, cmd: &ProfileCommand, policy: &Policy) -> CommandEffect {
+pub fn apply_command(
+    state: &mut CustomerState,
+    cmd: &ProfileCommand,
+    policy: &Policy,
+) -> CommandEffect {
     match &cmd.body {
         CommandBody::SetConsent {
             purpose,
@@ -509,7 +553,9 @@ pub fn apply_command(state: &mut CustomerState, cmd: &ProfileCommand, policy: &P
             let private = prefs.private_categories.clone();
             state.interests.retain(|c| !private.contains(&c.category));
             if let Some(session) = state.session.as_mut() {
-                session.category_views.retain(|c| !private.contains(&c.category));
+                session
+                    .category_views
+                    .retain(|c| !private.contains(&c.category));
             }
         }
         CommandBody::SetGiftMode {

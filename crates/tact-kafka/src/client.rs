@@ -17,7 +17,11 @@ fn apply_user(config: &mut ClientConfig, user: &BTreeMap<String, String>) {
 
 /// Consumer settings: tact's defaults, then the user's passthrough settings, then the keys the
 /// delivery guarantee depends on (never overridable).
-pub fn consumer_config(bootstrap: &str, group_id: &str, user: &BTreeMap<String, String>) -> ClientConfig {
+pub fn consumer_config(
+    bootstrap: &str,
+    group_id: &str,
+    user: &BTreeMap<String, String>,
+) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", bootstrap)
         .set("group.id", group_id)

@@ -99,7 +99,10 @@ mod tests {
         t.open_batch(off(0, 10), &[1, 2]);
         t.open_batch(off(0, 20), &[3]);
         t.delivered(3);
-        assert!(t.take_committable().is_empty(), "batch 1 still has output in flight");
+        assert!(
+            t.take_committable().is_empty(),
+            "batch 1 still has output in flight"
+        );
         t.delivered(1);
         assert!(t.take_committable().is_empty());
         t.delivered(2);

@@ -173,7 +173,10 @@ pub struct ConfigError {
 
 /// Keys whose values `tact validate` prints as `***`.
 fn is_secret(key: &str) -> bool {
-    key.contains("password") || key.contains("secret") || key.ends_with(".key") || key.contains("token")
+    key.contains("password")
+        || key.contains("secret")
+        || key.ends_with(".key")
+        || key.contains("token")
 }
 
 impl Settings {
@@ -193,7 +196,9 @@ impl Settings {
         let mut sections: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
         let mut problems = Vec::new();
         for (key, value) in env {
-            let Some(rest) = key.strip_prefix("TACT__") else { continue };
+            let Some(rest) = key.strip_prefix("TACT__") else {
+                continue;
+            };
             let parts: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
             if parts.len() < 2 || parts.iter().any(String::is_empty) {
                 problems.push(format!("{key}: expected TACT__SECTION__KEY"));
@@ -224,7 +229,9 @@ impl Settings {
 
     /// [`Settings::load`] with the process environment.
     pub fn load_from_process(file: Option<&Path>) -> Result<Settings, ConfigError> {
-        let env: Vec<(String, String)> = std::env::vars().filter(|(k, _)| k.starts_with("TACT__")).collect();
+        let env: Vec<(String, String)> = std::env::vars()
+            .filter(|(k, _)| k.starts_with("TACT__"))
+            .collect();
         Settings::load(file, &env)
     }
 
@@ -276,8 +283,16 @@ fn toml_value(value: &str) -> String {
 impl RawConfig {
     fn validate(self) -> Result<Settings, ConfigError> {
         let mut p: Vec<String> = Vec::new();
-        require(&mut p, !self.kafka.bootstrap_servers.trim().is_empty(), "kafka.bootstrap_servers: must not be empty");
-        require(&mut p, !self.kafka.group_id.trim().is_empty(), "kafka.group_id: must not be empty");
+        require(
+            &mut p,
+            !self.kafka.bootstrap_servers.trim().is_empty(),
+            "kafka.bootstrap_servers: must not be empty",
+        );
+        require(
+            &mut p,
+            !self.kafka.group_id.trim().is_empty(),
+            "kafka.group_id: must not be empty",
+        );
         let t = &self.topics;
         let names = [
             ("topics.clickstream", &t.clickstream),
@@ -289,43 +304,67 @@ impl RawConfig {
         for (key, name) in names {
             let valid = !name.is_empty()
                 && name.len() <= 249
-                && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-            require(&mut p, valid, &format!("{key}: {name:?} is not a valid Kafka topic name"));
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+            require(
+                &mut p,
+                valid,
+                &format!("{key}: {name:?} is not a valid Kafka topic name"),
+            );
         }
         for (i, (ka, a)) in names.iter().enumerate() {
             for (kb, b) in &names[i + 1..] {
-                require(&mut p, a != b, &format!("{ka} and {kb}: both are {a:?}; every topic must be different"));
+                require(
+                    &mut p,
+                    a != b,
+                    &format!("{ka} and {kb}: both are {a:?}; every topic must be different"),
+                );
             }
         }
-        require(&mut p, 
+        require(
+            &mut p,
             (1024..=64 << 20).contains(&self.input.max_message_bytes),
             "input.max_message_bytes: must be between 1024 and 67108864",
         );
-        require(&mut p, 
+        require(
+            &mut p,
             (1..=100_000).contains(&self.pipeline.batch_max_events),
             "pipeline.batch_max_events: must be between 1 and 100000",
         );
-        require(&mut p, 
+        require(
+            &mut p,
             (1..=60_000).contains(&self.pipeline.batch_max_wait_ms),
             "pipeline.batch_max_wait_ms: must be between 1 and 60000",
         );
-        require(&mut p, 
+        require(
+            &mut p,
             (100..=600_000).contains(&self.pipeline.shutdown_deadline_ms),
             "pipeline.shutdown_deadline_ms: must be between 100 and 600000",
         );
-        require(&mut p, 
+        require(
+            &mut p,
             (1..=60_000).contains(&self.pipeline.commit_interval_ms),
             "pipeline.commit_interval_ms: must be between 1 and 60000",
         );
-        require(&mut p, 
+        require(
+            &mut p,
             (8..=65_536).contains(&self.state.block_cache_mb),
             "state.block_cache_mb: must be between 8 and 65536",
         );
-        require(&mut p, !self.state.dir.as_os_str().is_empty(), "state.dir: must not be empty");
+        require(
+            &mut p,
+            !self.state.dir.as_os_str().is_empty(),
+            "state.dir: must not be empty",
+        );
         let listen = self.http.listen.parse::<SocketAddr>();
-        require(&mut p, 
+        require(
+            &mut p,
             listen.is_ok(),
-            &format!("http.listen: {:?} is not an address like 127.0.0.1:9898", self.http.listen),
+            &format!(
+                "http.listen: {:?} is not an address like 127.0.0.1:9898",
+                self.http.listen
+            ),
         );
         if let Err(errors) = self.policy.validate() {
             p.extend(errors.into_iter().map(|e| e.to_string()));
@@ -335,9 +374,16 @@ impl RawConfig {
             "log.level: must be one of error, warn, info, debug, trace (or a RUST_LOG-style filter)",
         );
         for (key, _) in &self.kafka.client {
-            let managed = ["enable.auto.commit", "enable.auto.offset.store", "enable.idempotence", "acks"];
+            let managed = [
+                "enable.auto.commit",
+                "enable.auto.offset.store",
+                "enable.idempotence",
+                "acks",
+            ];
             if managed.contains(&key.replace('_', ".").as_str()) {
-                p.push(format!("kafka.client.{key}: set by tact for its delivery guarantee; remove it"));
+                p.push(format!(
+                    "kafka.client.{key}: set by tact for its delivery guarantee; remove it"
+                ));
             }
         }
         if !p.is_empty() {
@@ -376,7 +422,8 @@ impl RawConfig {
             max_message_bytes: usize::try_from(self.input.max_message_bytes).unwrap_or(usize::MAX),
             output,
             state_dir: self.state.dir,
-            block_cache_bytes: usize::try_from(self.state.block_cache_mb << 20).unwrap_or(usize::MAX),
+            block_cache_bytes: usize::try_from(self.state.block_cache_mb << 20)
+                .unwrap_or(usize::MAX),
             batch_max_events: usize::try_from(self.pipeline.batch_max_events).unwrap_or(usize::MAX),
             batch_max_wait: Duration::from_millis(self.pipeline.batch_max_wait_ms),
             shutdown_deadline: Duration::from_millis(self.pipeline.shutdown_deadline_ms),
@@ -397,7 +444,8 @@ fn require(problems: &mut Vec<String>, ok: bool, msg: &str) {
 
 fn tracing_level_ok(level: &str) -> bool {
     let lower = level.to_ascii_lowercase();
-    ["error", "warn", "info", "debug", "trace", "off"].contains(&lower.as_str()) || level.contains('=')
+    ["error", "warn", "info", "debug", "trace", "off"].contains(&lower.as_str())
+        || level.contains('=')
 }
 
 #[cfg(test)]

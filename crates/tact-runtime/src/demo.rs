@@ -38,9 +38,16 @@ pub fn run_demo(
     health: Arc<Health>,
     stop: Arc<AtomicBool>,
 ) -> Result<RunSummary, PipelineError> {
-    let cluster = MockCluster::new(1).map_err(|e| PipelineError::Setup(format!("cannot start the embedded broker: {e}")))?;
+    let cluster = MockCluster::new(1)
+        .map_err(|e| PipelineError::Setup(format!("cannot start the embedded broker: {e}")))?;
     let t = settings.topics.clone();
-    for topic in [&t.clickstream, &t.profile_commands, &t.decisions, &t.suppressed, &t.dead_letter] {
+    for topic in [
+        &t.clickstream,
+        &t.profile_commands,
+        &t.decisions,
+        &t.suppressed,
+        &t.dead_letter,
+    ] {
         cluster
             .create_topic(topic, opts.partitions, 1)
             .map_err(|e| PipelineError::Setup(format!("cannot create topic {topic}: {e}")))?;
@@ -54,7 +61,13 @@ pub fn run_demo(
             temp.clone()
         }
     };
-    let store = RocksStore::open(&settings.state_dir, &RocksOptions { block_cache_bytes: 64 << 20, write_buffer_bytes: 16 << 20 })?;
+    let store = RocksStore::open(
+        &settings.state_dir,
+        &RocksOptions {
+            block_cache_bytes: 64 << 20,
+            write_buffer_bytes: 16 << 20,
+        },
+    )?;
 
     let feeding = {
         let stop = stop.clone();
@@ -68,7 +81,11 @@ pub fn run_demo(
             max_events: None,
             max_duration: opts.duration,
         };
-        let gen = Generator::new(GeneratorConfig { customers: opts.customers, seed: opts.seed, ..GeneratorConfig::default() });
+        let gen = Generator::new(GeneratorConfig {
+            customers: opts.customers,
+            seed: opts.seed,
+            ..GeneratorConfig::default()
+        });
         std::thread::spawn(move || {
             // However the generator ends (done, error or panic), the pipeline drains and stops.
             struct StopOnExit(Arc<AtomicBool>);
@@ -85,7 +102,10 @@ pub fn run_demo(
     };
     let viewer_stop = Arc::new(AtomicBool::new(false));
     let viewer = opts.live.then(|| {
-        let (bootstrap, stop) = (settings.kafka.bootstrap_servers.clone(), viewer_stop.clone());
+        let (bootstrap, stop) = (
+            settings.kafka.bootstrap_servers.clone(),
+            viewer_stop.clone(),
+        );
         let topics = (t.decisions.clone(), t.suppressed.clone());
         std::thread::spawn(move || view(&bootstrap, &topics.0, &topics.1, &stop))
     });
@@ -126,16 +146,27 @@ fn view(bootstrap: &str, decisions: &str, suppressed: &str, stop: &AtomicBool) {
         return;
     }
     while !stop.load(Ordering::Relaxed) {
-        let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) else { continue };
+        let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) else {
+            continue;
+        };
         let Some(bytes) = m.payload() else { continue };
         if m.topic() == decisions {
             if let Ok(d) = decode_decision(bytes) {
                 let what = if d.items.is_empty() {
-                    if d.personalized { String::new() } else { "plain, nothing personal".into() }
+                    if d.personalized {
+                        String::new()
+                    } else {
+                        "plain, nothing personal".into()
+                    }
                 } else {
                     format!("items {}", d.items.join(", "))
                 };
-                let why = d.reasons.iter().map(|r| r.detail.as_str()).collect::<Vec<_>>().join("; ");
+                let why = d
+                    .reasons
+                    .iter()
+                    .map(|r| r.detail.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; ");
                 println!(
                     "  DECISION {:<21} {:<8} {:<13} {:<34} why: {}",
                     d.kind.to_lowercase(),

@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 use tact_codec::{encode_click, encode_command, InputFormat};
 use tact_kafka::rdkafka::config::ClientConfig;
 use tact_kafka::rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use tact_kafka::rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use tact_kafka::rdkafka::producer::{
+    BaseRecord, DefaultProducerContext, Producer, ThreadedProducer,
+};
 
 #[derive(Debug, Clone)]
 pub struct FeedOptions {
@@ -51,8 +53,14 @@ pub fn feed(
             }
         }
         let (topic, payload) = match &item {
-            Generated::Click(e) => (&opts.clickstream_topic, encode_click(e, opts.click_format, 1)),
-            Generated::Command(c) => (&opts.commands_topic, encode_command(c, opts.command_format, 2)),
+            Generated::Click(e) => (
+                &opts.clickstream_topic,
+                encode_click(e, opts.click_format, 1),
+            ),
+            Generated::Command(c) => (
+                &opts.commands_topic,
+                encode_command(c, opts.command_format, 2),
+            ),
         };
         let key = item.customer_id().to_owned();
         loop {

@@ -9,7 +9,16 @@ use std::collections::HashMap;
 use tact_core::{ClickEvent, CommandBody, EventKind, Item, ProfileCommand, Purpose, Timestamp};
 
 const CATEGORIES: [&str; 10] = [
-    "widgets", "widgetizers", "kitchen", "bread_makers", "shoes", "books", "music", "garden", "toys", "children_books",
+    "widgets",
+    "widgetizers",
+    "kitchen",
+    "bread_makers",
+    "shoes",
+    "books",
+    "music",
+    "garden",
+    "toys",
+    "children_books",
 ];
 
 /// One generated input record.
@@ -134,8 +143,16 @@ impl Generator {
             45..=59 => {
                 steps.push(Step::Search("bread rise no bake", 0));
                 steps.push(Step::Search("dough proofer", r.random_range(0..2)));
-                steps.push(Step::Faq("/help/shipping", r.random_range(0.6..1.0), r.random_range(20_000..90_000)));
-                steps.push(Step::Faq("/help/returns", r.random_range(0.7..1.0), r.random_range(30_000..120_000)));
+                steps.push(Step::Faq(
+                    "/help/shipping",
+                    r.random_range(0.6..1.0),
+                    r.random_range(20_000..90_000),
+                ));
+                steps.push(Step::Faq(
+                    "/help/returns",
+                    r.random_range(0.7..1.0),
+                    r.random_range(30_000..120_000),
+                ));
                 if r.random_bool(0.5) {
                     steps.push(Step::Category(fav));
                 }
@@ -151,7 +168,11 @@ impl Generator {
                 }
             }
             85..=94 => {
-                let gift_cat = if r.random_bool(0.5) { "children_books" } else { "toys" };
+                let gift_cat = if r.random_bool(0.5) {
+                    "children_books"
+                } else {
+                    "toys"
+                };
                 steps.push(Step::Category(gift_cat));
                 let product = r.random_range(1..12);
                 steps.push(Step::Product(gift_cat, product));
@@ -309,7 +330,10 @@ impl Iterator for Generator {
             return Some(g);
         }
         // Never more sessions than customers: one customer has one session at a time.
-        let concurrent = self.cfg.concurrent_sessions.clamp(1, usize::try_from(self.cfg.customers.max(1)).unwrap_or(usize::MAX));
+        let concurrent = self.cfg.concurrent_sessions.clamp(
+            1,
+            usize::try_from(self.cfg.customers.max(1)).unwrap_or(usize::MAX),
+        );
         while self.sessions.len() < concurrent {
             self.start_session();
             if let Some(g) = self.pending.pop_front() {
@@ -341,8 +365,12 @@ mod tests {
 
     #[test]
     fn the_same_seed_gives_the_same_stream() {
-        let a: Vec<_> = Generator::new(GeneratorConfig::default()).take(500).collect();
-        let b: Vec<_> = Generator::new(GeneratorConfig::default()).take(500).collect();
+        let a: Vec<_> = Generator::new(GeneratorConfig::default())
+            .take(500)
+            .collect();
+        let b: Vec<_> = Generator::new(GeneratorConfig::default())
+            .take(500)
+            .collect();
         assert_eq!(a, b);
     }
 
@@ -351,10 +379,18 @@ mod tests {
         let mut last: HashMap<String, i64> = HashMap::new();
         let mut commanded = std::collections::HashSet::new();
         let mut returning = 0;
-        for g in Generator::new(GeneratorConfig { customers: 50, ..Default::default() }).take(5000) {
+        for g in Generator::new(GeneratorConfig {
+            customers: 50,
+            ..Default::default()
+        })
+        .take(5000)
+        {
             match g {
                 Generated::Command(c) => {
-                    assert!(!last.contains_key(&c.customer_id), "consent after the first event");
+                    assert!(
+                        !last.contains_key(&c.customer_id),
+                        "consent after the first event"
+                    );
                     commanded.insert(c.customer_id);
                 }
                 Generated::Click(e) => {
@@ -369,6 +405,9 @@ mod tests {
             }
         }
         assert!(!commanded.is_empty());
-        assert!(returning > 50, "the stream has returning customers: {returning}");
+        assert!(
+            returning > 50,
+            "the stream has returning customers: {returning}"
+        );
     }
 }

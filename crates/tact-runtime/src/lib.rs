@@ -7,8 +7,9 @@
 //! the store, and every outgoing record is acknowledged by the broker.
 
 pub mod config;
+pub mod demo;
+pub mod engine;
+pub mod feed;
+pub mod generator;
 pub mod outbox;
 pub mod pipeline;
-pub mod generator;
-pub mod demo;
-pub mod feed;

@@ -11,7 +11,8 @@ pub struct OutboxRecord {
 impl OutboxRecord {
     /// `[u16 topic len][topic][u32 key len][key][payload]`, all lengths big-endian.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(6 + self.topic.len() + self.key.len() + self.payload.len());
+        let mut out =
+            Vec::with_capacity(6 + self.topic.len() + self.key.len() + self.payload.len());
         out.extend_from_slice(&(self.topic.len() as u16).to_be_bytes());
         out.extend_from_slice(self.topic.as_bytes());
         out.extend_from_slice(&(self.key.len() as u32).to_be_bytes());

@@ -37,7 +37,10 @@ pub fn a_commit_applies_state_offsets_and_outbox_together(s: &dyn StateStore) {
     })
     .expect("commit");
     assert_eq!(s.applied_offset("clicks", 0).expect("offset"), Some(41));
-    assert_eq!(s.multi_get(&[b"cust"]).expect("get"), vec![Some(b"v1".to_vec())]);
+    assert_eq!(
+        s.multi_get(&[b"cust"]).expect("get"),
+        vec![Some(b"v1".to_vec())]
+    );
     assert_eq!(s.pending_outbox().expect("outbox").len(), 2);
     assert_eq!(s.next_outbox_seq().expect("seq"), 2);
     s.sync().expect("sync");
@@ -56,8 +59,14 @@ pub fn deletes_remove_state_and_outbox_entries(s: &dyn StateStore) {
         ..Commit::default()
     })
     .expect("commit");
-    assert_eq!(s.multi_get(&[b"x", b"y"]).expect("get"), vec![None, Some(b"2".to_vec())]);
-    assert_eq!(s.pending_outbox().expect("outbox"), vec![(6, b"r6".to_vec())]);
+    assert_eq!(
+        s.multi_get(&[b"x", b"y"]).expect("get"),
+        vec![None, Some(b"2".to_vec())]
+    );
+    assert_eq!(
+        s.pending_outbox().expect("outbox"),
+        vec![(6, b"r6".to_vec())]
+    );
     s.compact_state_range(b"x", b"y").expect("compact");
     assert_eq!(s.multi_get(&[b"x"]).expect("get"), vec![None]);
 }
@@ -65,11 +74,20 @@ pub fn deletes_remove_state_and_outbox_entries(s: &dyn StateStore) {
 pub fn outbox_is_returned_in_sequence_order(s: &dyn StateStore) {
     // 256 and 1 would sort the other way as little-endian bytes.
     s.commit(&Commit {
-        outbox_puts: vec![(256, b"late".to_vec()), (1, b"early".to_vec()), (2, b"mid".to_vec())],
+        outbox_puts: vec![
+            (256, b"late".to_vec()),
+            (1, b"early".to_vec()),
+            (2, b"mid".to_vec()),
+        ],
         ..Commit::default()
     })
     .expect("commit");
-    let seqs: Vec<u64> = s.pending_outbox().expect("outbox").into_iter().map(|(k, _)| k).collect();
+    let seqs: Vec<u64> = s
+        .pending_outbox()
+        .expect("outbox")
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
     assert_eq!(seqs, vec![1, 2, 256]);
     assert_eq!(s.next_outbox_seq().expect("seq"), 257);
 }

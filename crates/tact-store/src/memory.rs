@@ -60,7 +60,12 @@ impl StateStore for MemoryStore {
     }
 
     fn pending_outbox(&self) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
-        Ok(self.lock().outbox.iter().map(|(k, v)| (*k, v.clone())).collect())
+        Ok(self
+            .lock()
+            .outbox
+            .iter()
+            .map(|(k, v)| (*k, v.clone()))
+            .collect())
     }
 
     fn next_outbox_seq(&self) -> Result<u64, StoreError> {

@@ -40,7 +40,9 @@ pub struct RocksStore {
 
 impl std::fmt::Debug for RocksStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RocksStore").field("path", &self.db.path()).finish()
+        f.debug_struct("RocksStore")
+            .field("path", &self.db.path())
+            .finish()
     }
 }
 
@@ -80,7 +82,10 @@ impl RocksStore {
         db_opts.create_missing_column_families(true);
         db_opts.set_keep_log_file_num(5);
         let db = DB::open_cf_descriptors(&db_opts, dir, descriptors(opts)).map_err(|e| {
-            StoreError::Fatal(format!("cannot open state directory {}: {e}", dir.display()))
+            StoreError::Fatal(format!(
+                "cannot open state directory {}: {e}",
+                dir.display()
+            ))
         })?;
         Ok(RocksStore {
             db,
@@ -153,7 +158,9 @@ impl StateStore for RocksStore {
         raw.map(|v| {
             <[u8; 8]>::try_from(v.as_slice())
                 .map(i64::from_be_bytes)
-                .map_err(|_| StoreError::Fatal(format!("applied offset of {topic}/{partition} is corrupt")))
+                .map_err(|_| {
+                    StoreError::Fatal(format!("applied offset of {topic}/{partition} is corrupt"))
+                })
         })
         .transpose()
     }
@@ -181,7 +188,10 @@ impl StateStore for RocksStore {
 
     fn pending_outbox(&self) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
         let mut out = Vec::new();
-        for item in self.db.iterator_cf(self.cf(CF_OUTBOX)?, IteratorMode::Start) {
+        for item in self
+            .db
+            .iterator_cf(self.cf(CF_OUTBOX)?, IteratorMode::Start)
+        {
             let (k, v) = item.map_err(classify)?;
             let seq = <[u8; 8]>::try_from(&*k)
                 .map(u64::from_be_bytes)
@@ -213,8 +223,14 @@ impl StateStore for RocksStore {
             .iter()
             .filter_map(|name| {
                 let cf = self.db.cf_handle(name)?;
-                let sst = self.db.property_int_value_cf(cf, "rocksdb.live-sst-files-size").ok()??;
-                let mem = self.db.property_int_value_cf(cf, "rocksdb.cur-size-all-mem-tables").ok()??;
+                let sst = self
+                    .db
+                    .property_int_value_cf(cf, "rocksdb.live-sst-files-size")
+                    .ok()??;
+                let mem = self
+                    .db
+                    .property_int_value_cf(cf, "rocksdb.cur-size-all-mem-tables")
+                    .ok()??;
                 Some(sst + mem)
             })
             .sum()
@@ -223,7 +239,13 @@ impl StateStore for RocksStore {
     fn compact_state_range(&self, from: &[u8], to: &[u8]) -> Result<(), StoreError> {
         let cf = self.cf(CF_STATE)?;
         self.db.flush_cf(cf).map_err(classify)?;
-        self.db.compact_range_cf(cf, Some(from), Some(to));
+        // Force rewriting the bottommost level too: without it the old value can survive in a
+        // file that only "looks" compacted, which would make erasure a lie.
+        let mut opts = rocksdb::CompactOptions::default();
+        opts.set_bottommost_level_compaction(rocksdb::BottommostLevelCompaction::Force);
+        opts.set_exclusive_manual_compaction(true);
+        self.db
+            .compact_range_cf_opt(cf, Some(from), Some(to), &opts);
         Ok(())
     }
 }

@@ -35,11 +35,17 @@ fn rocksdb_keeps_state_offsets_and_outbox_across_reopen() {
     }
     let store = RocksStore::open(dir.path(), &RocksOptions::default()).expect("reopen");
     assert_eq!(store.applied_offset("clicks", 3).expect("o"), Some(99));
-    assert_eq!(store.pending_outbox().expect("outbox"), vec![(7, b"rec".to_vec())]);
+    assert_eq!(
+        store.pending_outbox().expect("outbox"),
+        vec![(7, b"rec".to_vec())]
+    );
     assert_eq!(store.next_outbox_seq().expect("seq"), 8);
     drop(store);
     let ro = RocksStore::open_read_only(dir.path()).expect("read-only");
-    assert_eq!(ro.multi_get(&[b"cust"]).expect("get"), vec![Some(b"state".to_vec())]);
+    assert_eq!(
+        ro.multi_get(&[b"cust"]).expect("get"),
+        vec![Some(b"state".to_vec())]
+    );
 }
 
 #[test]
@@ -47,7 +53,10 @@ fn a_second_writer_on_the_same_directory_is_refused_with_a_clear_error() {
     let dir = tempfile::tempdir().expect("tempdir");
     let _first = RocksStore::open(dir.path(), &RocksOptions::default()).expect("open");
     let err = RocksStore::open(dir.path(), &RocksOptions::default()).unwrap_err();
-    assert!(err.to_string().contains("cannot open state directory"), "{err}");
+    assert!(
+        err.to_string().contains("cannot open state directory"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -68,7 +77,9 @@ fn erased_values_leave_the_files_after_range_compaction() {
             ..Commit::default()
         })
         .expect("commit");
-    store.compact_state_range(b"who", b"who\0").expect("compact");
+    store
+        .compact_state_range(b"who", b"who\0")
+        .expect("compact");
     store.flush().expect("flush");
     let contains = |needle: &[u8]| {
         std::fs::read_dir(dir.path()).expect("ls").any(|f| {
@@ -80,5 +91,8 @@ fn erased_values_leave_the_files_after_range_compaction() {
                     .any(|w| w == needle)
         })
     };
-    assert!(!contains(&secret), "the deleted value is still in an SST file");
+    assert!(
+        !contains(&secret),
+        "the deleted value is still in an SST file"
+    );
 }

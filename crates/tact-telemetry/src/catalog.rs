@@ -80,7 +80,8 @@ impl Metrics {
             suppressions: Family::default(),
             // 100 µs .. ~6.5 s
             batch_duration: Histogram::new([
-                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 6.5,
+                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                1.0, 2.5, 6.5,
             ]),
             outbox_pending: Gauge::default(),
             consumer_lag: Family::default(),
@@ -90,7 +91,11 @@ impl Metrics {
             erasures: Counter::default(),
             registry: Registry::default(),
         };
-        registry.register("events_consumed", "Input records consumed", m.events_consumed.clone());
+        registry.register(
+            "events_consumed",
+            "Input records consumed",
+            m.events_consumed.clone(),
+        );
         registry.register(
             "events_skipped",
             "Input records skipped because they were already applied (replay after a crash)",
@@ -101,17 +106,33 @@ impl Metrics {
             "Input records of a type this version does not know (counted, not an error)",
             m.unknown_events.clone(),
         );
-        registry.register("decode_errors", "Input records that could not be decoded or validated", m.decode_errors.clone());
-        registry.register("dead_lettered", "Records sent to the dead-letter topic", m.dead_lettered.clone());
+        registry.register(
+            "decode_errors",
+            "Input records that could not be decoded or validated",
+            m.decode_errors.clone(),
+        );
+        registry.register(
+            "dead_lettered",
+            "Records sent to the dead-letter topic",
+            m.dead_lettered.clone(),
+        );
         registry.register("decisions", "Decisions emitted", m.decisions.clone());
-        registry.register("suppressions", "Candidate decisions stopped by a gate", m.suppressions.clone());
+        registry.register(
+            "suppressions",
+            "Candidate decisions stopped by a gate",
+            m.suppressions.clone(),
+        );
         registry.register_with_unit(
             "batch_duration",
             "Time to decode, decide and durably write one batch",
             prometheus_client::registry::Unit::Seconds,
             m.batch_duration.clone(),
         );
-        registry.register("outbox_pending", "Records written but not yet acknowledged by the broker", m.outbox_pending.clone());
+        registry.register(
+            "outbox_pending",
+            "Records written but not yet acknowledged by the broker",
+            m.outbox_pending.clone(),
+        );
         registry.register_with_unit(
             "consumer_lag",
             "Records behind the end of each assigned partition",
@@ -124,17 +145,33 @@ impl Metrics {
             prometheus_client::registry::Unit::Bytes,
             m.store_size.clone(),
         );
-        registry.register("delivery_errors", "Produce attempts the broker did not acknowledge (retried)", m.delivery_errors.clone());
+        registry.register(
+            "delivery_errors",
+            "Produce attempts the broker did not acknowledge (retried)",
+            m.delivery_errors.clone(),
+        );
         registry.register("commits", "Input offset commits", m.commits.clone());
-        registry.register("erasures", "Customers erased on request", m.erasures.clone());
-        registry.register("build", "Build information", Info::new(vec![("version", version)]));
+        registry.register(
+            "erasures",
+            "Customers erased on request",
+            m.erasures.clone(),
+        );
+        registry.register(
+            "build",
+            "Build information",
+            Info::new(vec![("version", version)]),
+        );
         for topic in &names.topics {
             let _ = m.events_consumed.get_or_create(&TopicLabel { topic });
             let _ = m.events_skipped.get_or_create(&TopicLabel { topic });
             let _ = m.unknown_events.get_or_create(&TopicLabel { topic });
             for error_class in &names.error_classes {
-                let _ = m.decode_errors.get_or_create(&TopicClass { topic, error_class });
-                let _ = m.dead_lettered.get_or_create(&TopicClass { topic, error_class });
+                let _ = m
+                    .decode_errors
+                    .get_or_create(&TopicClass { topic, error_class });
+                let _ = m
+                    .dead_lettered
+                    .get_or_create(&TopicClass { topic, error_class });
             }
         }
         for kind in &names.kinds {
@@ -154,7 +191,9 @@ impl Metrics {
     }
 
     pub fn consumed(&self, topic: &'static str) {
-        self.events_consumed.get_or_create(&TopicLabel { topic }).inc();
+        self.events_consumed
+            .get_or_create(&TopicLabel { topic })
+            .inc();
     }
 }
 
@@ -174,16 +213,26 @@ mod tests {
             },
         );
         let text = m.render();
-        assert!(text.contains("tact_events_consumed_total{topic=\"clickstream\"} 0"), "{text}");
-        assert!(text.contains("tact_decode_errors_total{topic=\"clickstream\",error_class=\"truncated\"} 0"));
+        assert!(
+            text.contains("tact_events_consumed_total{topic=\"clickstream\"} 0"),
+            "{text}"
+        );
+        assert!(text.contains(
+            "tact_decode_errors_total{topic=\"clickstream\",error_class=\"truncated\"} 0"
+        ));
         assert!(text.contains("tact_decisions_total{kind=\"welcome_back\",channel=\"on_site\"} 0"));
         m.consumed("clickstream");
         m.suppressions
-            .get_or_create(&GateReason { gate: "consent", reason: "consent_missing" })
+            .get_or_create(&GateReason {
+                gate: "consent",
+                reason: "consent_missing",
+            })
             .inc();
         let text = m.render();
         assert!(text.contains("tact_events_consumed_total{topic=\"clickstream\"} 1"));
-        assert!(text.contains("tact_suppressions_total{gate=\"consent\",reason=\"consent_missing\"} 1"));
+        assert!(
+            text.contains("tact_suppressions_total{gate=\"consent\",reason=\"consent_missing\"} 1")
+        );
         assert!(text.contains("tact_build_info{version=\"0.1.0\"} 1"));
     }
 }

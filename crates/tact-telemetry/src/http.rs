@@ -63,7 +63,10 @@ struct AppState {
 
 async fn metrics_handler(State(s): State<AppState>) -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         s.metrics.render(),
     )
 }
@@ -88,7 +91,10 @@ async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
     } else {
         "no partitions assigned yet"
     };
-    (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}\n"))
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("not ready: {why}\n"),
+    )
 }
 
 /// Binds `addr` and serves until `shutdown` resolves. Returns the bound address (port 0 picks one).
@@ -106,7 +112,10 @@ pub async fn serve(
         .route("/readyz", get(readyz))
         .with_state(AppState { metrics, health });
     let task = tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
             tracing::error!(error = %e, "HTTP server failed");
         }
     });

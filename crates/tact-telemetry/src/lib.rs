@@ -6,15 +6,20 @@
 mod catalog;
 mod http;
 
-pub use catalog::{GateReason, KindChannel, Metrics, Names, TopicClass, TopicLabel, TopicPartition};
+pub use catalog::{
+    GateReason, KindChannel, Metrics, Names, TopicClass, TopicLabel, TopicPartition,
+};
 pub use http::{serve, Health};
 
 /// Sets up logs: human-readable by default, JSON lines with `json = true`. `RUST_LOG` overrides
 /// `default_filter`.
 pub fn init_logs(default_filter: &str, json: bool) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     // A second init (tests, demo) keeps the first subscriber.
     let _ = if json {
         builder.json().try_init()

@@ -20,7 +20,11 @@ use tact_store::{RocksOptions, RocksStore, StateStore};
 use tact_telemetry::{Health, Metrics, Names};
 
 #[derive(Parser, Debug)]
-#[command(name = "tact", version, about = "Tactful personalization decisions from a clickstream")]
+#[command(
+    name = "tact",
+    version,
+    about = "Tactful personalization decisions from a clickstream"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -124,8 +128,14 @@ impl From<Format> for InputFormat {
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    let (num, unit) = s.trim().split_at(s.trim().find(|c: char| !c.is_ascii_digit()).unwrap_or(s.trim().len()));
-    let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a duration like 30s, 5m or 1h"))?;
+    let (num, unit) = s.trim().split_at(
+        s.trim()
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(s.trim().len()),
+    );
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 30s, 5m or 1h"))?;
     Ok(match unit {
         "" | "s" => Duration::from_secs(n),
         "ms" => Duration::from_millis(n),
@@ -139,8 +149,25 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Run { config } => cmd_run(config.as_deref()),
-        Command::Demo { duration, customers, rate, partitions, seed, http, state_dir, quiet } => cmd_demo(
-            DemoOptions { duration, customers, rate, partitions, seed, state_dir, live: !quiet },
+        Command::Demo {
+            duration,
+            customers,
+            rate,
+            partitions,
+            seed,
+            http,
+            state_dir,
+            quiet,
+        } => cmd_demo(
+            DemoOptions {
+                duration,
+                customers,
+                rate,
+                partitions,
+                seed,
+                state_dir,
+                live: !quiet,
+            },
             http,
         ),
         Command::Generate {
@@ -165,7 +192,11 @@ fn main() -> ExitCode {
                 command_format: commands_format.into(),
                 rate: (rate > 0).then_some(rate),
                 max_events: events,
-                max_duration: duration.or(if events.is_none() { Some(Duration::from_secs(60)) } else { None }),
+                max_duration: duration.or(if events.is_none() {
+                    Some(Duration::from_secs(60))
+                } else {
+                    None
+                }),
             };
             let gen = Generator::new(GeneratorConfig {
                 customers,
@@ -176,15 +207,20 @@ fn main() -> ExitCode {
             });
             let bar = indicatif::ProgressBar::new(events.unwrap_or(0));
             bar.set_style(
-                indicatif::ProgressStyle::with_template("{spinner} {pos} records  {per_sec}  {elapsed_precise} {wide_bar}")
-                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+                indicatif::ProgressStyle::with_template(
+                    "{spinner} {pos} records  {per_sec}  {elapsed_precise} {wide_bar}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
             );
             let stop = Arc::new(AtomicBool::new(false));
             install_ctrl_c(stop.clone());
             match feed(gen, &opts, &stop, |n| bar.set_position(n)) {
                 Ok(n) => {
                     bar.finish();
-                    println!("sent {n} records to {} / {}", opts.clickstream_topic, opts.commands_topic);
+                    println!(
+                        "sent {n} records to {} / {}",
+                        opts.clickstream_topic, opts.commands_topic
+                    );
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
@@ -206,7 +242,10 @@ fn main() -> ExitCode {
             }
         },
         Command::Schemas { out } => cmd_schemas(out.as_deref()),
-        Command::Inspect { state_dir, customer } => cmd_inspect(&state_dir, &customer),
+        Command::Inspect {
+            state_dir,
+            customer,
+        } => cmd_inspect(&state_dir, &customer),
     }
 }
 
@@ -222,14 +261,22 @@ fn names() -> Names {
 /// SIGINT/SIGTERM set `stop`; a second signal exits at once.
 fn install_ctrl_c(stop: Arc<AtomicBool>) {
     std::thread::spawn(move || {
-        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
         rt.block_on(wait_for_signals(stop));
     });
 }
 
 async fn wait_for_signals(stop: Arc<AtomicBool>) {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         return;
     };
     for _ in 0..2 {
@@ -246,7 +293,12 @@ async fn wait_for_signals(stop: Arc<AtomicBool>) {
 }
 
 /// Starts the HTTP endpoints and signal handling on a small runtime of their own.
-fn start_edges(listen: SocketAddr, metrics: Arc<Metrics>, health: Arc<Health>, stop: Arc<AtomicBool>) -> Result<tokio::runtime::Runtime, String> {
+fn start_edges(
+    listen: SocketAddr,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    stop: Arc<AtomicBool>,
+) -> Result<tokio::runtime::Runtime, String> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -285,7 +337,12 @@ fn cmd_run(config: Option<&Path>) -> ExitCode {
     let metrics = Arc::new(Metrics::new(env!("CARGO_PKG_VERSION"), &names()));
     let health = Arc::new(Health::new(30_000));
     let stop = Arc::new(AtomicBool::new(false));
-    let _edges = match start_edges(settings.http_listen, metrics.clone(), health.clone(), stop.clone()) {
+    let _edges = match start_edges(
+        settings.http_listen,
+        metrics.clone(),
+        health.clone(),
+        stop.clone(),
+    ) {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: {e}");
@@ -294,7 +351,10 @@ fn cmd_run(config: Option<&Path>) -> ExitCode {
     };
     let store = match RocksStore::open(
         &settings.state_dir,
-        &RocksOptions { block_cache_bytes: settings.block_cache_bytes, ..RocksOptions::default() },
+        &RocksOptions {
+            block_cache_bytes: settings.block_cache_bytes,
+            ..RocksOptions::default()
+        },
     ) {
         Ok(s) => s,
         Err(e) => {
@@ -305,7 +365,11 @@ fn cmd_run(config: Option<&Path>) -> ExitCode {
     let result = Pipeline::new(settings, store, metrics, health).and_then(|p| p.run(&stop));
     match result {
         Ok(summary) => {
-            tracing::info!(events = summary.events, decisions = summary.decisions.values().sum::<u64>(), "stopped");
+            tracing::info!(
+                events = summary.events,
+                decisions = summary.decisions.values().sum::<u64>(),
+                "stopped"
+            );
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -357,7 +421,11 @@ fn cmd_demo(opts: DemoOptions, http: SocketAddr) -> ExitCode {
 fn print_summary(s: &RunSummary) {
     let secs = s.elapsed.as_secs_f64().max(0.001);
     println!("\nsummary after {secs:.1}s");
-    println!("  events      {:>8}  ({:.0} events/s)", s.events, s.events as f64 / secs);
+    println!(
+        "  events      {:>8}  ({:.0} events/s)",
+        s.events,
+        s.events as f64 / secs
+    );
     println!("  commands    {:>8}", s.commands);
     println!("  dead letters{:>8}", s.dead_lettered);
     println!("  decisions   {:>8}", s.decisions.values().sum::<u64>());
@@ -369,7 +437,10 @@ fn print_summary(s: &RunSummary) {
         println!("    {:<28}{n:>6}", format!("{gate}/{reason}"));
     }
     if s.unacknowledged_at_exit > 0 {
-        println!("  {} records stay in the outbox for the next run", s.unacknowledged_at_exit);
+        println!(
+            "  {} records stay in the outbox for the next run",
+            s.unacknowledged_at_exit
+        );
     }
 }
 
@@ -392,7 +463,11 @@ fn cmd_schemas(out: Option<&Path>) -> ExitCode {
                     return ExitCode::from(2);
                 }
             }
-            println!("wrote {} schemas to {}", tact_codec::schema::FILES.len(), dir.display());
+            println!(
+                "wrote {} schemas to {}",
+                tact_codec::schema::FILES.len(),
+                dir.display()
+            );
             ExitCode::SUCCESS
         }
     }
@@ -414,14 +489,20 @@ fn cmd_inspect(state_dir: &Path, customer: &str) -> ExitCode {
         }
     };
     let Some(bytes) = value else {
-        println!("{}", serde_json::json!({ "customer_id": customer, "state": null }));
+        println!(
+            "{}",
+            serde_json::json!({ "customer_id": customer, "state": null })
+        );
         eprintln!("no state stored for this customer");
         return ExitCode::from(3);
     };
     match tact_codec::decode_state(&bytes) {
         Ok(state) => {
             let json = serde_json::json!({ "customer_id": customer, "state": state });
-            println!("{}", serde_json::to_string_pretty(&json).unwrap_or_default());
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&json).unwrap_or_default()
+            );
             ExitCode::SUCCESS
         }
         Err(e) => {

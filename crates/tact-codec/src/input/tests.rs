@@ -43,7 +43,11 @@ const FORMATS: [InputFormat; 4] = [
 fn click_events_round_trip_in_every_input_format() {
     for format in FORMATS {
         let bytes = encode_click(&sample(), format, 7);
-        assert_eq!(decode_click(&bytes, format, MAX).unwrap(), sample(), "{format:?}");
+        assert_eq!(
+            decode_click(&bytes, format, MAX).unwrap(),
+            sample(),
+            "{format:?}"
+        );
     }
 }
 
@@ -68,7 +72,11 @@ fn truncated_avro_is_classified_as_truncated_in_every_avro_format() {
         let bytes = encode_click(&sample(), *format, 7);
         for cut in [bytes.len() - 1, bytes.len() / 2, 12] {
             let err = decode_click(&bytes[..cut], *format, MAX).unwrap_err();
-            assert_eq!(err.class, ErrorClass::Truncated, "{format:?} cut at {cut}: {err}");
+            assert_eq!(
+                err.class,
+                ErrorClass::Truncated,
+                "{format:?} cut at {cut}: {err}"
+            );
         }
     }
 }
@@ -131,9 +139,14 @@ fn profile_commands_round_trip_as_avro_and_json() {
     };
     for format in FORMATS {
         let bytes = encode_command(&cmd, format, 3);
-        assert_eq!(decode_command(&bytes, format, MAX).unwrap(), cmd, "{format:?}");
+        assert_eq!(
+            decode_command(&bytes, format, MAX).unwrap(),
+            cmd,
+            "{format:?}"
+        );
     }
-    let json = br#"{"command_id":"k","customer_id":"c","issued_at":1763800000000,"command":{"Erase":{}}}"#;
+    let json =
+        br#"{"command_id":"k","customer_id":"c","issued_at":1763800000000,"command":{"Erase":{}}}"#;
     assert_eq!(
         decode_command(json, InputFormat::Json, MAX).unwrap().body,
         CommandBody::Erase { request_ref: None }
@@ -143,9 +156,19 @@ fn profile_commands_round_trip_as_avro_and_json() {
 #[test]
 fn unknown_command_types_and_values_are_rejected_not_dropped() {
     let unknown = br#"{"command_id":"k","customer_id":"c","issued_at":1763800000000,"command":{"Teleport":{}}}"#;
-    assert_eq!(decode_command(unknown, InputFormat::Json, MAX).unwrap_err().class, ErrorClass::Malformed);
+    assert_eq!(
+        decode_command(unknown, InputFormat::Json, MAX)
+            .unwrap_err()
+            .class,
+        ErrorClass::Malformed
+    );
     let bad_purpose = br#"{"command_id":"k","customer_id":"c","issued_at":1763800000000,"command":{"SetConsent":{"purpose":"SPYING","granted":true,"source":"x"}}}"#;
-    assert_eq!(decode_command(bad_purpose, InputFormat::Json, MAX).unwrap_err().class, ErrorClass::InvalidField);
+    assert_eq!(
+        decode_command(bad_purpose, InputFormat::Json, MAX)
+            .unwrap_err()
+            .class,
+        ErrorClass::InvalidField
+    );
 }
 
 #[test]
@@ -158,7 +181,10 @@ fn decisions_encode_to_the_shipped_schema_and_read_back() {
         channel: tact_core::Channel::OnSite,
         personalized: true,
         items: vec!["p1".into(), "p2".into()],
-        reasons: vec![Reason::new("category_interest", "you looked at shoes 3 time(s)")],
+        reasons: vec![Reason::new(
+            "category_interest",
+            "you looked at shoes 3 time(s)",
+        )],
         cause_event_id: "e".into(),
         created_at: Timestamp(1),
         expires_at: Timestamp(2),
@@ -166,7 +192,11 @@ fn decisions_encode_to_the_shipped_schema_and_read_back() {
     };
     for format in [
         OutputFormat::SingleObject,
-        OutputFormat::Confluent { decision_id: 9, suppressed_id: 10, dead_letter_id: 11 },
+        OutputFormat::Confluent {
+            decision_id: 9,
+            suppressed_id: 10,
+            dead_letter_id: 11,
+        },
     ] {
         let bytes = Encoder::new(format).decision(&d);
         let back = decode_decision(&bytes).unwrap();

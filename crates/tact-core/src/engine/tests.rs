@@ -61,18 +61,22 @@ fn grant(state: &mut CustomerState, granted: bool) {
 fn returning_customer_after_the_gap_is_welcomed_back_once() {
     let policy = Policy::default();
     let mut s = CustomerState::default();
-    assert!(apply_event(&mut s, &ev("e1", "s1", 0, EventKind::PageView), &policy)
-        .decisions
-        .is_empty());
+    assert!(
+        apply_event(&mut s, &ev("e1", "s1", 0, EventKind::PageView), &policy)
+            .decisions
+            .is_empty()
+    );
     let out = apply_event(&mut s, &ev("e2", "s2", 45, EventKind::PageView), &policy);
     assert_eq!(out.decisions.len(), 1);
     let d = &out.decisions[0];
     assert_eq!(d.kind, DecisionKind::WelcomeBack);
     assert_eq!(d.cause_event_id, "e2");
     assert_eq!(d.created_at, Timestamp(1_700_000_000_000 + 45 * MIN));
-    assert!(apply_event(&mut s, &ev("e3", "s2", 46, EventKind::PageView), &policy)
-        .decisions
-        .is_empty());
+    assert!(
+        apply_event(&mut s, &ev("e3", "s2", 46, EventKind::PageView), &policy)
+            .decisions
+            .is_empty()
+    );
 }
 
 #[test]
@@ -91,11 +95,19 @@ fn opted_out_returning_customer_gets_a_plain_welcome_back_and_no_recommendation(
     let mut s = CustomerState::default();
     grant(&mut s, false);
     for (i, p) in ["p1", "p2", "p3"].iter().enumerate() {
-        apply_event(&mut s, &view(&format!("a{i}"), "s1", i as i64, "shoes", p), &policy);
+        apply_event(
+            &mut s,
+            &view(&format!("a{i}"), "s1", i as i64, "shoes", p),
+            &policy,
+        );
     }
     let mut all = Outcome::default();
     for (i, p) in ["p4", "p5", "p6", "p7"].iter().enumerate() {
-        let o = apply_event(&mut s, &view(&format!("b{i}"), "s2", 60 + i as i64, "shoes", p), &policy);
+        let o = apply_event(
+            &mut s,
+            &view(&format!("b{i}"), "s2", 60 + i as i64, "shoes", p),
+            &policy,
+        );
         all.decisions.extend(o.decisions);
         all.suppressed.extend(o.suppressed);
     }
@@ -107,7 +119,10 @@ fn opted_out_returning_customer_gets_a_plain_welcome_back_and_no_recommendation(
     assert_eq!(all.suppressed.len(), 1);
     assert_eq!(all.suppressed[0].gate, Gate::Consent);
     assert_eq!(all.suppressed[0].reason_code, "consent_denied");
-    assert!(s.interests.is_empty(), "no long-term memory without consent");
+    assert!(
+        s.interests.is_empty(),
+        "no long-term memory without consent"
+    );
 }
 
 #[test]
@@ -118,7 +133,12 @@ fn consenting_customer_gets_a_recommendation_from_viewed_products_once_per_sessi
     let mut decisions = vec![];
     for (i, p) in ["p1", "p2", "p3", "p4"].iter().enumerate() {
         decisions.extend(
-            apply_event(&mut s, &view(&format!("e{i}"), "s1", i as i64, "shoes", p), &policy).decisions,
+            apply_event(
+                &mut s,
+                &view(&format!("e{i}"), "s1", i as i64, "shoes", p),
+                &policy,
+            )
+            .decisions,
         );
     }
     assert_eq!(decisions.len(), 1);
@@ -139,7 +159,10 @@ fn interests_span_sessions_only_with_consent() {
     apply_event(&mut s, &view("e2", "s1", 1, "shoes", "p2"), &policy);
     let out = apply_event(&mut s, &view("e3", "s2", 90, "shoes", "p3"), &policy);
     let kinds: Vec<_> = out.decisions.iter().map(|d| d.kind).collect();
-    assert_eq!(kinds, [DecisionKind::WelcomeBack, DecisionKind::Recommendation]);
+    assert_eq!(
+        kinds,
+        [DecisionKind::WelcomeBack, DecisionKind::Recommendation]
+    );
 }
 
 #[test]
@@ -177,7 +200,11 @@ fn suggestions_off_and_exclusions_suppress_recommendations_with_the_override_gat
         apply_command(&mut s, &cmd(CommandBody::SetPreferences(update)), &policy);
         let mut out = Outcome::default();
         for i in 0..3 {
-            let o = apply_event(&mut s, &view(&format!("e{i}"), "s1", i, "shoes", "p"), &policy);
+            let o = apply_event(
+                &mut s,
+                &view(&format!("e{i}"), "s1", i, "shoes", "p"),
+                &policy,
+            );
             out.decisions.extend(o.decisions);
             out.suppressed.extend(o.suppressed);
         }
@@ -204,7 +231,10 @@ fn private_category_traces_are_deleted_and_not_recorded_again() {
     );
     apply_event(&mut s, &view("e2", "s1", 1, "health", "p2"), &policy);
     assert!(s.interests.is_empty());
-    assert!(s.session.as_ref().is_some_and(|x| x.category_views.is_empty()));
+    assert!(s
+        .session
+        .as_ref()
+        .is_some_and(|x| x.category_views.is_empty()));
 }
 
 #[test]
@@ -213,7 +243,11 @@ fn erase_forgets_everything() {
     let mut s = CustomerState::default();
     grant(&mut s, true);
     apply_event(&mut s, &view("e1", "s1", 0, "shoes", "p1"), &policy);
-    let effect = apply_command(&mut s, &cmd(CommandBody::Erase { request_ref: None }), &policy);
+    let effect = apply_command(
+        &mut s,
+        &cmd(CommandBody::Erase { request_ref: None }),
+        &policy,
+    );
     assert_eq!(effect, CommandEffect::Erase);
     assert!(s.is_empty());
 }
@@ -223,10 +257,17 @@ fn unknown_event_types_are_tolerated_and_keep_the_session_alive() {
     let policy = Policy::default();
     let mut s = CustomerState::default();
     apply_event(&mut s, &ev("e1", "s1", 0, EventKind::PageView), &policy);
-    let out = apply_event(&mut s, &ev("e2", "s1", 20, EventKind::Unknown("HOVER".into())), &policy);
+    let out = apply_event(
+        &mut s,
+        &ev("e2", "s1", 20, EventKind::Unknown("HOVER".into())),
+        &policy,
+    );
     assert!(out.decisions.is_empty());
     let out = apply_event(&mut s, &ev("e3", "s1", 40, EventKind::PageView), &policy);
-    assert!(out.decisions.is_empty(), "activity 20 minutes ago keeps the session open");
+    assert!(
+        out.decisions.is_empty(),
+        "activity 20 minutes ago keeps the session open"
+    );
 }
 
 #[test]
@@ -236,7 +277,14 @@ fn the_same_input_yields_the_same_decision_ids() {
         let mut s = CustomerState::default();
         grant(&mut s, true);
         (0..5)
-            .flat_map(|i| apply_event(&mut s, &view(&format!("e{i}"), "s1", i, "shoes", "p"), &policy).decisions)
+            .flat_map(|i| {
+                apply_event(
+                    &mut s,
+                    &view(&format!("e{i}"), "s1", i, "shoes", "p"),
+                    &policy,
+                )
+                .decisions
+            })
             .map(|d| d.decision_id)
             .collect::<Vec<_>>()
     };

@@ -1,7 +1,10 @@
 use super::*;
 
 fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 fn example() -> PathBuf {
@@ -30,7 +33,11 @@ fn the_shipped_example_config_is_valid_and_equal_to_the_defaults() {
 #[test]
 fn environment_beats_file_beats_defaults() {
     let f = write("[pipeline]\nbatch_max_events = 50\nbatch_max_wait_ms = 7\n");
-    let s = Settings::load(Some(f.path()), &env(&[("TACT__PIPELINE__BATCH_MAX_EVENTS", "60")])).expect("load");
+    let s = Settings::load(
+        Some(f.path()),
+        &env(&[("TACT__PIPELINE__BATCH_MAX_EVENTS", "60")]),
+    )
+    .expect("load");
     assert_eq!(s.batch_max_events, 60);
     assert_eq!(s.batch_max_wait, Duration::from_millis(7));
     assert_eq!(s.shutdown_deadline, Duration::from_millis(10_000));
@@ -38,13 +45,18 @@ fn environment_beats_file_beats_defaults() {
 
 #[test]
 fn librdkafka_settings_pass_through_from_file_and_environment() {
-    let f = write("[kafka.client]\n\"security.protocol\" = \"SASL_SSL\"\n\"socket.timeout.ms\" = 5000\n");
+    let f = write(
+        "[kafka.client]\n\"security.protocol\" = \"SASL_SSL\"\n\"socket.timeout.ms\" = 5000\n",
+    );
     let s = Settings::load(
         Some(f.path()),
         &env(&[
             ("TACT__KAFKA__CLIENT__SASL_PASSWORD", "hunter2"),
             ("TACT__KAFKA__CLIENT__SASL_USERNAME", "svc"),
-            ("TACT__KAFKA__BOOTSTRAP_SERVERS", "broker-1:9093,broker-2:9093"),
+            (
+                "TACT__KAFKA__BOOTSTRAP_SERVERS",
+                "broker-1:9093,broker-2:9093",
+            ),
         ]),
     )
     .expect("load");
@@ -54,7 +66,10 @@ fn librdkafka_settings_pass_through_from_file_and_environment() {
     assert_eq!(s.kafka.client["sasl.username"], "svc");
     assert_eq!(s.kafka.bootstrap_servers, "broker-1:9093,broker-2:9093");
     let shown = s.describe();
-    assert!(!shown.contains("hunter2") && shown.contains("***"), "{shown}");
+    assert!(
+        !shown.contains("hunter2") && shown.contains("***"),
+        "{shown}"
+    );
 }
 
 #[test]
@@ -64,7 +79,12 @@ fn every_invalid_key_is_named_in_one_error() {
     );
     let err = Settings::load(Some(f.path()), &[]).unwrap_err();
     let text = err.to_string();
-    for key in ["pipeline.batch_max_events", "http.listen", "topics.clickstream and topics.decisions", "policy.session_gap_minutes"] {
+    for key in [
+        "pipeline.batch_max_events",
+        "http.listen",
+        "topics.clickstream and topics.decisions",
+        "policy.session_gap_minutes",
+    ] {
         assert!(text.contains(key), "missing {key} in:\n{text}");
     }
 }
@@ -76,19 +96,27 @@ fn unknown_keys_and_bad_enum_values_are_rejected_with_their_key() {
     assert!(text.contains("batch_size"), "{text}");
     let f = write("[output]\nformat = \"protobuf\"\n");
     let text = Settings::load(Some(f.path()), &[]).unwrap_err().to_string();
-    assert!(text.contains("protobuf") && text.contains("format"), "{text}");
+    assert!(
+        text.contains("protobuf") && text.contains("format"),
+        "{text}"
+    );
 }
 
 #[test]
 fn safety_keys_cannot_be_overridden_through_passthrough() {
-    let text = Settings::load(None, &env(&[("TACT__KAFKA__CLIENT__ENABLE_AUTO_COMMIT", "true")]))
-        .unwrap_err()
-        .to_string();
+    let text = Settings::load(
+        None,
+        &env(&[("TACT__KAFKA__CLIENT__ENABLE_AUTO_COMMIT", "true")]),
+    )
+    .unwrap_err()
+    .to_string();
     assert!(text.contains("set by tact"), "{text}");
 }
 
 #[test]
 fn a_missing_config_file_is_a_clear_error() {
-    let text = Settings::load(Some(Path::new("/nonexistent/tact.toml")), &[]).unwrap_err().to_string();
+    let text = Settings::load(Some(Path::new("/nonexistent/tact.toml")), &[])
+        .unwrap_err()
+        .to_string();
     assert!(text.contains("does not exist"), "{text}");
 }

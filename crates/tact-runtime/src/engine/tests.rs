@@ -1,0 +1,169 @@
+use super::*;
+use tact_codec::{decode_decision, encode_click, encode_command, InputFormat};
+use tact_core::{ClickEvent, CommandBody, ProfileCommand, Purpose, Timestamp};
+use tact_store::MemoryStore;
+use tact_telemetry::Names;
+
+const T0: i64 = 1_763_800_000_000;
+
+fn engine() -> Engine<MemoryStore> {
+    let settings = Settings::load(None, &[]).expect("defaults");
+    Engine::new(
+        settings,
+        MemoryStore::new(),
+        Arc::new(Metrics::new("test", &Names::default())),
+    )
+    .expect("engine")
+}
+
+fn click(id: &str, customer: &str, minute: i64, category: &str, product: &str) -> Vec<u8> {
+    let ev = ClickEvent {
+        event_id: id.into(),
+        customer_id: customer.into(),
+        session_id: format!("s-{}", minute / 60),
+        event_time: Timestamp(T0 + minute * 60_000),
+        kind: tact_core::EventKind::ProductView,
+        page: None,
+        category: Some(category.into()),
+        product_id: Some(product.into()),
+        search_query: None,
+        search_results: None,
+        scroll_depth: None,
+        dwell_ms: None,
+        items: vec![],
+        gift: false,
+        decision_id: None,
+        suggestion_kind: None,
+        gpc: false,
+    };
+    encode_click(&ev, InputFormat::AvroConfluent, 1)
+}
+
+fn consent(customer: &str) -> Vec<u8> {
+    encode_command(
+        &ProfileCommand {
+            command_id: "k".into(),
+            customer_id: customer.into(),
+            issued_at: Timestamp(T0),
+            body: CommandBody::SetConsent {
+                purpose: Purpose::Personalization,
+                channel: None,
+                granted: true,
+                source: "test".into(),
+                expires_at: None,
+            },
+        },
+        InputFormat::Json,
+        0,
+    )
+}
+
+fn input(source: Source, offset: i64, value: Vec<u8>) -> Input {
+    let topic = match source {
+        Source::Clickstream => "clickstream",
+        Source::ProfileCommands => "profile-commands",
+    };
+    Input {
+        source,
+        topic: topic.into(),
+        partition: 0,
+        offset,
+        key: Some(b"c1".to_vec()),
+        value: Some(value),
+    }
+}
+
+fn batch() -> Vec<Input> {
+    let mut b = vec![input(Source::ProfileCommands, 0, consent("c1"))];
+    for i in 0..3 {
+        b.push(input(
+            Source::Clickstream,
+            i,
+            click(&format!("e{i}"), "c1", i, "shoes", &format!("p{i}")),
+        ));
+    }
+    b
+}
+
+#[test]
+fn a_batch_writes_state_offsets_and_decisions_in_one_commit() {
+    let mut e = engine();
+    let out = e.process(batch(), vec![]).expect("process");
+    assert_eq!(out.records.len(), 1);
+    let decision = decode_decision(&out.records[0].1.payload).expect("decision");
+    assert_eq!(decision.kind, "RECOMMENDATION");
+    assert_eq!(decision.items, ["p2", "p1", "p0"]);
+    let store = e.store();
+    assert_eq!(store.applied_offset("clickstream", 0).expect("o"), Some(2));
+    assert_eq!(
+        store.applied_offset("profile-commands", 0).expect("o"),
+        Some(0)
+    );
+    assert_eq!(
+        store.pending_outbox().expect("outbox").len(),
+        1,
+        "the decision is durable before it is produced"
+    );
+}
+
+#[test]
+fn replaying_an_applied_batch_changes_nothing_and_emits_nothing() {
+    let mut e = engine();
+    e.process(batch(), vec![]).expect("first");
+    let state_before = e.store().multi_get(&[b"c1"]).expect("get");
+    // A fresh engine on the same store: the restart case, with an empty offset cache.
+    let settings = Settings::load(None, &[]).expect("defaults");
+    let mut restarted = Engine::new(
+        settings,
+        MemoryStore::new(),
+        Arc::new(Metrics::new("t", &Names::default())),
+    )
+    .expect("e");
+    std::mem::swap(&mut restarted.store, &mut e.store);
+    let out = restarted.process(batch(), vec![]).expect("replay");
+    assert!(out.records.is_empty());
+    assert_eq!(restarted.summary.skipped, 4);
+    assert_eq!(
+        restarted.store().multi_get(&[b"c1"]).expect("get"),
+        state_before
+    );
+}
+
+#[test]
+fn bad_records_become_dead_letters_in_the_same_commit_and_the_offset_advances() {
+    let mut e = engine();
+    let mut b = batch();
+    b.push(input(Source::Clickstream, 3, vec![0, 0, 0, 0, 1, 0xff]));
+    b.push(input(Source::Clickstream, 4, vec![]));
+    let out = e.process(b, vec![]).expect("process");
+    let dead: Vec<_> = out
+        .records
+        .iter()
+        .filter(|(_, r)| r.topic == "tact-dead-letter")
+        .collect();
+    assert_eq!(dead.len(), 2);
+    assert_eq!(e.summary.dead_lettered, 2);
+    assert_eq!(
+        e.store().applied_offset("clickstream", 0).expect("o"),
+        Some(4)
+    );
+}
+
+#[test]
+fn erase_deletes_the_stored_state() {
+    let mut e = engine();
+    e.process(batch(), vec![]).expect("process");
+    let erase = encode_command(
+        &ProfileCommand {
+            command_id: "x".into(),
+            customer_id: "c1".into(),
+            issued_at: Timestamp(T0 + 1),
+            body: CommandBody::Erase { request_ref: None },
+        },
+        InputFormat::Json,
+        0,
+    );
+    e.process(vec![input(Source::ProfileCommands, 1, erase)], vec![])
+        .expect("erase");
+    assert_eq!(e.store().multi_get(&[b"c1"]).expect("get"), vec![None]);
+}
