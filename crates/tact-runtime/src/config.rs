@@ -369,7 +369,7 @@ impl RawConfig {
         if let Err(errors) = self.policy.validate() {
             p.extend(errors.into_iter().map(|e| e.to_string()));
         }
-        require(&mut p, 
+        require(&mut p,
             tracing_level_ok(&self.log.level),
             "log.level: must be one of error, warn, info, debug, trace (or a RUST_LOG-style filter)",
         );
