@@ -235,7 +235,8 @@ def test_recommendation_without_consent_is_audited_as_suppressed_by_the_consent_
     first = min(cands, key=lambda s: s["created_at"])
     cause = sc.named["bob_view3"]
     assert first["gate"] == "CONSENT"
-    assert first["reason_code"] == "no_personalization_consent"
+    # No consent command was ever sent for this customer: "missing", not "denied".
+    assert first["reason_code"] == "consent_missing"
     assert first["cause_event_id"] == cause["event_id"]
     assert first["created_at"] == cause["event_time"]
     assert first["channel"] == "ON_SITE"

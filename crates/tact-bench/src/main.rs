@@ -37,7 +37,12 @@ fn cpu_seconds() -> f64 {
     // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
     let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
     let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
     (ticks(11) + ticks(12)) / 100.0
 }
 
@@ -83,7 +88,9 @@ fn warm(store: &RocksStore, customers: u64) {
     let value = warm_state();
     let mut commit = Commit::default();
     for n in 0..customers {
-        commit.state_puts.push((customer_key(n).into_bytes(), value.clone()));
+        commit
+            .state_puts
+            .push((customer_key(n).into_bytes(), value.clone()));
         if commit.state_puts.len() == 20_000 {
             store.commit(&commit).expect("warm-up write");
             commit = Commit::default();
@@ -95,17 +102,32 @@ fn warm(store: &RocksStore, customers: u64) {
 
 fn main() {
     let args = Args::parse();
-    let scratch = args.dir.clone().unwrap_or_else(|| std::env::temp_dir().join(format!("tact-bench-{}", std::process::id())));
+    let scratch = args
+        .dir
+        .clone()
+        .unwrap_or_else(|| std::env::temp_dir().join(format!("tact-bench-{}", std::process::id())));
     let _ = std::fs::remove_dir_all(&scratch);
 
     // Input, prepared before anything is measured: Avro clicks, JSON consent commands.
-    let gen = Generator::new(GeneratorConfig { customers: args.customers, concurrent_sessions: 4096, ..GeneratorConfig::default() });
+    let gen = Generator::new(GeneratorConfig {
+        customers: args.customers,
+        concurrent_sessions: 4096,
+        ..GeneratorConfig::default()
+    });
     let mut inputs: Vec<Input> = Vec::with_capacity(args.events);
     let mut keys: Vec<String> = Vec::with_capacity(args.events);
     for (offset, g) in gen.take(args.events).enumerate() {
         let (source, topic, value) = match &g {
-            Generated::Click(e) => (Source::Clickstream, "clickstream", encode_click(e, InputFormat::AvroConfluent, 1)),
-            Generated::Command(c) => (Source::ProfileCommands, "profile-commands", encode_command(c, InputFormat::Json, 2)),
+            Generated::Click(e) => (
+                Source::Clickstream,
+                "clickstream",
+                encode_click(e, InputFormat::AvroConfluent, 1),
+            ),
+            Generated::Command(c) => (
+                Source::ProfileCommands,
+                "profile-commands",
+                encode_command(c, InputFormat::Json, 2),
+            ),
         };
         keys.push(g.customer_id().to_owned());
         inputs.push(Input {
@@ -131,7 +153,9 @@ fn main() {
         let mut commit = Commit::default();
         for (k, v) in ks.iter().zip(got) {
             // Write back what was read: the same bytes a real update would write.
-            commit.state_puts.push((k.to_vec(), v.unwrap_or_else(|| value.clone())));
+            commit
+                .state_puts
+                .push((k.to_vec(), v.unwrap_or_else(|| value.clone())));
         }
         raw.commit(&commit).expect("commit");
     }
@@ -141,7 +165,8 @@ fn main() {
 
     // 2. The engine: decode, skip, multi-get, fold, encode, one commit per batch with the outbox.
     let settings = Settings::load(None, &[]).expect("default settings");
-    let store = RocksStore::open(&scratch.join("engine"), &RocksOptions::default()).expect("open engine store");
+    let store = RocksStore::open(&scratch.join("engine"), &RocksOptions::default())
+        .expect("open engine store");
     warm(&store, args.customers);
     let metrics = Arc::new(Metrics::new("bench", &Names::default()));
     let mut engine = Engine::new(settings, store, metrics).expect("engine");
@@ -155,7 +180,9 @@ fn main() {
             break;
         }
         // The previous batch's output counts as acknowledged, as after a broker round trip.
-        let out = engine.process(batch, std::mem::take(&mut acknowledged)).expect("process");
+        let out = engine
+            .process(batch, std::mem::take(&mut acknowledged))
+            .expect("process");
         decisions += out.records.len();
         acknowledged = out.records.iter().map(|(s, _)| *s).collect();
     }
@@ -170,12 +197,17 @@ fn main() {
     println!("tact engine benchmark: {} events, {} customers with warm state ({value_bytes} B each), batches of {}", args.events, args.customers, args.batch);
     println!("| measure | events per CPU-second | wall seconds | vs target |");
     println!("|---|---:|---:|---|");
-    println!("| raw RocksDB multi-get + put, same keys (limit) | {raw_rate:>10.0} | {raw_wall:.2} | |");
+    println!(
+        "| raw RocksDB multi-get + put, same keys (limit) | {raw_rate:>10.0} | {raw_wall:.2} | |"
+    );
     println!(
         "| tact engine (Avro decode, fold, encode, one WriteBatch) | {engine_rate:>10.0} | {engine_wall:.2} | {:.2}x of 100K target |",
         engine_rate / 100_000.0
     );
-    println!("| engine / raw RocksDB | {:.2} | | |", engine_rate / raw_rate);
+    println!(
+        "| engine / raw RocksDB | {:.2} | | |",
+        engine_rate / raw_rate
+    );
     println!("| peak RSS | {rss:.0} MiB | | |");
     println!("| records produced (decisions, suppressions) | {decisions} | | |");
     if let Some(path) = args.json {

@@ -222,7 +222,11 @@ impl Settings {
         }
         figment = figment.merge(Toml::string(&env_toml));
         let raw: RawConfig = figment.extract().map_err(|e| ConfigError {
-            problems: e.into_iter().map(|e| e.to_string()).collect(),
+            // Figment names keys by profile ("default.output.format"); users wrote "output.format".
+            problems: e
+                .into_iter()
+                .map(|e| e.to_string().replace("\"default.", "\""))
+                .collect(),
         })?;
         raw.validate()
     }
