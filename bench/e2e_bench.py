@@ -12,6 +12,9 @@ One run:
      tact_events_consumed_total{topic="clickstream"} == events and tact_outbox_pending == 0,
      read utime+stime from /proc/PID/stat and VmHWM from /proc/PID/status, then SIGTERM;
   6. print a table (events per CPU-second, ratio tact/quix, peak RSS) and write it as JSON (--json).
+With --prefill-customers P each contender first consumes P events (one per customer id, from its own
+copy of the input topic), and only the CPU after that point is counted: warm state of P keys,
+start-up excluded. See bench/README.md.
 
 Usage:
   python3 bench/e2e_bench.py --quick --tact-bin /root/.cache/tact/target/debug/tact
@@ -590,11 +593,10 @@ dir = "{workdir / 'tact-state'}"
 listen = "127.0.0.1:{http_port}"
 
 [policy]
-session_gap_minutes = 30
-# the Quix peer has no consent data: with opt_out both emit recommendations as decisions
+# the Quix peer has no consent data: with opt_out both emit recommendations as decisions.
+# Everything else is tact's default policy (session gap 30 min, 3 category views, TTL 30 min,
+# which the Quix peer mirrors); the key layout of [policy] is tact's to change.
 consent_regime = "{args.tact_consent_regime}"
-recommendation_min_category_views = 3
-decision_ttl_minutes = 30
 """
     path = workdir / "tact.toml"
     path.write_text(cfg)
@@ -708,6 +710,12 @@ def fmt_mib(kb):
 
 
 def print_table(report: dict):
+    p = report.get("params", {})
+    inp = report.get("input", {})
+    mode = (f"after a prefill of {p['prefill_customers']:,} customers (start-up and prefill excluded)"
+            if p.get("prefill_customers") else "whole process, start-up included")
+    print(f"\n{p.get('events', 0):,} events, {inp.get('distinct_customers', 0):,} distinct of "
+          f"{p.get('customers', 0):,} customer ids, {p.get('partitions')} partitions; CPU counted: {mode}\n")
     rows = []
     for key in ("quix", "tact"):
         r = report.get(key)

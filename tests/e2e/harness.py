@@ -769,7 +769,7 @@ def base_config(bootstrap: str, topics: dict[str, str], group_id: str, state_dir
         "pipeline": {"batch_max_events": 1000, "batch_max_wait_ms": 100, "shutdown_deadline_ms": 10000},
         "http": {"listen": f"127.0.0.1:{http_port}"},
         "policy": {"version": "default-1", "session_gap_minutes": 30, "consent_regime": "opt_in",
-                   "recommendation_min_category_views": 3, "decision_ttl_minutes": 30},
+                   "decision_ttl_minutes": 30, "recommendation": {"min_category_views": 3}},
     }
 
 

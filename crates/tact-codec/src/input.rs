@@ -515,6 +515,15 @@ pub fn decode_command(
                     ));
                 }
             }
+            if let Some(zone) = time_zone
+                .as_deref()
+                .filter(|z| !tact_core::policy::valid_time_zone(z))
+            {
+                return Err(DecodeError::invalid(
+                    "command.time_zone",
+                    &format!("{zone:?} is not an IANA time zone such as Europe/Berlin"),
+                ));
+            }
             CommandBody::SetPreferences(PreferencesUpdate {
                 interests,
                 survey_answers: survey_answers.into_iter().collect(),

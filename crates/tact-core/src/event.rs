@@ -102,6 +102,7 @@ pub struct ClickEvent {
 
 /// Why a customer's data may be used; consent is given per purpose (and optionally per channel).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Purpose {
     Personalization,
     Marketing,

@@ -7,17 +7,22 @@
 //! against the same state yields byte-identical decisions with the same ids, which is what makes
 //! crash recovery safe and the golden tests meaningful.
 
+pub mod catalog;
 pub mod decision;
 pub mod engine;
 pub mod event;
+pub mod gates;
 pub mod id;
 pub mod policy;
 pub mod state;
 pub mod time;
 
+pub use catalog::{Catalog, Product};
 pub use decision::{Channel, Decision, DecisionKind, Gate, Reason, Suppressed};
-pub use engine::{apply_command, apply_event, CommandEffect, Outcome};
+pub use engine::{
+    apply_command, apply_event, apply_timer, next_due, CommandEffect, Outcome, Rules,
+};
 pub use event::{ClickEvent, CommandBody, EventKind, Item, ProfileCommand, Purpose};
-pub use policy::{ConsentRegime, Policy, PolicyError};
+pub use policy::{ConsentRegime, Policy, PolicyError, Tier};
 pub use state::CustomerState;
 pub use time::Timestamp;

@@ -1,7 +1,10 @@
-//! The decision policy: thresholds and rules, validated once at start and stamped (by version) on
-//! every decision so an audit can tell which rules produced it.
+//! The decision policy: sensitivity taxonomy, detector thresholds, caps, back-off, quiet hours,
+//! consent regime and holdout. Validated once at start and stamped (by version) on every decision,
+//! so an audit can tell which rules produced it.
 
+use crate::decision::{Channel, DecisionKind};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::fmt;
 
 /// How missing consent is read.
@@ -14,25 +17,258 @@ pub enum ConsentRegime {
     OptOut,
 }
 
+/// How much of a category tact may remember about a person.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Tier {
+    /// Used for nothing beyond aggregate counts; leaves no per-person trace, not even in state.
+    NeverRemember,
+    /// Usable for in-session help; forgotten when the session ends; never for outbound contact.
+    SessionOnly,
+    Normal,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SensitivityPolicy {
+    pub default_tier: Tier,
+    /// category -> tier. Categories not listed get `default_tier`.
+    pub categories: BTreeMap<String, Tier>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RecommendationPolicy {
+    /// Decayed views of one category needed before it is evidence.
+    pub min_category_views: u32,
+    pub max_items: u32,
+    /// Inferred interest halves with every this many days without a view.
+    pub interest_half_life_days: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProactiveHelpPolicy {
+    pub channel: Channel,
+    /// Never offered before this many events in the session (no help for a short browse).
+    pub min_session_events: u32,
+    /// FAQ/help pages read deeply (scroll or dwell) without a resolving click.
+    pub faq_min_pages: u32,
+    pub faq_min_scroll: f32,
+    pub faq_min_dwell_ms: u64,
+    /// Searches with at most `search_few_results` results.
+    pub search_min_failures: u32,
+    pub search_few_results: u32,
+    /// A search within this long of a failed one is a quick reformulation and counts double.
+    pub search_reformulation_ms: i64,
+    /// Switches between products of one category, each viewed at least `pingpong_min_dwell_ms`.
+    pub pingpong_min_switches: u32,
+    pub pingpong_min_dwell_ms: u64,
+    /// Returns to cart or checkout pages without a purchase.
+    pub checkout_min_returns: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AccessoryPolicy {
+    pub max_items: u32,
+    /// Purchases older than this are no longer a reason.
+    pub max_purchase_age_days: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OutboundPolicy {
+    pub channel: Channel,
+    /// A cart left this long after its last addition, without a purchase, is abandoned.
+    pub abandoned_cart_after_minutes: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Window {
+    Session,
+    Day,
+    Week,
+}
+
+/// At most `max` decisions matching `kind` and `channel` (either may be omitted) per window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cap {
+    #[serde(default)]
+    pub kind: Option<DecisionKind>,
+    #[serde(default)]
+    pub channel: Option<Channel>,
+    pub max: u32,
+    pub per: Window,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FatiguePolicy {
+    pub caps: Vec<Cap>,
+    /// After the first dismissal of a kind, stay silent about it this long...
+    pub backoff_base_hours: u32,
+    /// ...multiplied by this for each further dismissal...
+    pub backoff_factor: f64,
+    /// ...up to this.
+    pub backoff_max_days: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QuietHoursPolicy {
+    /// Local time "HH:MM"; the window may wrap midnight.
+    pub start: String,
+    pub end: String,
+    pub channels: Vec<Channel>,
+    /// IANA name used when the customer's time zone is unknown.
+    pub default_time_zone: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HoldoutPolicy {
+    /// Share of customers (0.0-0.5) who get no personalized decisions, for measurement.
+    pub share: f64,
+    /// Changing the salt draws a new holdout group.
+    pub salt: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Policy {
     /// Stamped on every decision and suppression.
     pub version: String,
     pub consent_regime: ConsentRegime,
-    /// A gap in a customer's activity at least this long starts a new session (and makes the
-    /// customer "returning").
+    /// A gap this long starts a new session (and makes the customer "returning").
     pub session_gap_minutes: u32,
-    /// Views of one category needed before it is evidence for a recommendation.
-    pub recommendation_min_category_views: u32,
-    /// At most this many items in one recommendation.
-    pub recommendation_max_items: u32,
     /// How long an on-site decision stays valid after its cause.
     pub decision_ttl_minutes: u32,
-    /// Bounds per-customer state: least recently viewed categories are forgotten beyond this.
+    /// Bounds per-customer state.
     pub max_tracked_categories: u32,
-    /// Bounds per-customer state: recent products remembered per category.
     pub max_recent_products: u32,
+    pub max_purchases: u32,
+    pub sensitivity: SensitivityPolicy,
+    pub recommendation: RecommendationPolicy,
+    pub proactive_help: ProactiveHelpPolicy,
+    pub compatible_accessory: AccessoryPolicy,
+    pub outbound: OutboundPolicy,
+    pub fatigue: FatiguePolicy,
+    pub quiet_hours: QuietHoursPolicy,
+    pub holdout: HoldoutPolicy,
+}
+
+impl Default for SensitivityPolicy {
+    fn default() -> Self {
+        SensitivityPolicy {
+            default_tier: Tier::Normal,
+            categories: BTreeMap::new(),
+        }
+    }
+}
+
+impl Default for RecommendationPolicy {
+    fn default() -> Self {
+        RecommendationPolicy {
+            min_category_views: 3,
+            max_items: 5,
+            interest_half_life_days: 30,
+        }
+    }
+}
+
+impl Default for ProactiveHelpPolicy {
+    fn default() -> Self {
+        ProactiveHelpPolicy {
+            channel: Channel::Chat,
+            min_session_events: 3,
+            faq_min_pages: 2,
+            faq_min_scroll: 0.7,
+            faq_min_dwell_ms: 30_000,
+            search_min_failures: 3,
+            search_few_results: 2,
+            search_reformulation_ms: 60_000,
+            pingpong_min_switches: 4,
+            pingpong_min_dwell_ms: 20_000,
+            checkout_min_returns: 3,
+        }
+    }
+}
+
+impl Default for AccessoryPolicy {
+    fn default() -> Self {
+        AccessoryPolicy {
+            max_items: 3,
+            max_purchase_age_days: 365,
+        }
+    }
+}
+
+impl Default for OutboundPolicy {
+    fn default() -> Self {
+        OutboundPolicy {
+            channel: Channel::Email,
+            abandoned_cart_after_minutes: 120,
+        }
+    }
+}
+
+impl Default for FatiguePolicy {
+    fn default() -> Self {
+        FatiguePolicy {
+            caps: vec![
+                Cap {
+                    kind: Some(DecisionKind::ProactiveHelp),
+                    channel: None,
+                    max: 1,
+                    per: Window::Session,
+                },
+                Cap {
+                    kind: Some(DecisionKind::Recommendation),
+                    channel: None,
+                    max: 5,
+                    per: Window::Day,
+                },
+                Cap {
+                    kind: None,
+                    channel: Some(Channel::Email),
+                    max: 2,
+                    per: Window::Week,
+                },
+                Cap {
+                    kind: None,
+                    channel: Some(Channel::Push),
+                    max: 2,
+                    per: Window::Week,
+                },
+            ],
+            backoff_base_hours: 24,
+            backoff_factor: 2.0,
+            backoff_max_days: 30,
+        }
+    }
+}
+
+impl Default for QuietHoursPolicy {
+    fn default() -> Self {
+        QuietHoursPolicy {
+            start: "21:00".into(),
+            end: "08:00".into(),
+            channels: vec![Channel::Email, Channel::Push],
+            default_time_zone: "UTC".into(),
+        }
+    }
+}
+
+impl Default for HoldoutPolicy {
+    fn default() -> Self {
+        HoldoutPolicy {
+            share: 0.0,
+            salt: "tact".into(),
+        }
+    }
 }
 
 impl Default for Policy {
@@ -41,11 +277,18 @@ impl Default for Policy {
             version: "default-1".to_owned(),
             consent_regime: ConsentRegime::OptIn,
             session_gap_minutes: 30,
-            recommendation_min_category_views: 3,
-            recommendation_max_items: 5,
             decision_ttl_minutes: 30,
             max_tracked_categories: 32,
             max_recent_products: 8,
+            max_purchases: 50,
+            sensitivity: SensitivityPolicy::default(),
+            recommendation: RecommendationPolicy::default(),
+            proactive_help: ProactiveHelpPolicy::default(),
+            compatible_accessory: AccessoryPolicy::default(),
+            outbound: OutboundPolicy::default(),
+            fatigue: FatiguePolicy::default(),
+            quiet_hours: QuietHoursPolicy::default(),
+            holdout: HoldoutPolicy::default(),
         }
     }
 }
@@ -64,6 +307,18 @@ impl fmt::Display for PolicyError {
 }
 
 impl std::error::Error for PolicyError {}
+
+/// Minutes after midnight of an "HH:MM" string.
+pub fn parse_hhmm(s: &str) -> Option<u32> {
+    let (h, m) = s.split_once(':')?;
+    let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
+    (h < 24 && m < 60 && s.len() == 5).then_some(h * 60 + m)
+}
+
+/// True for IANA time zone names tact can compute local time in.
+pub fn valid_time_zone(name: &str) -> bool {
+    name.parse::<chrono_tz::Tz>().is_ok()
+}
 
 impl Policy {
     /// Checks every rule; returns all problems, not just the first, so one edit fixes a file.
@@ -88,16 +343,6 @@ impl Policy {
             "must be between 1 and 1440",
         );
         check(
-            self.recommendation_min_category_views >= 1,
-            "recommendation_min_category_views",
-            "must be at least 1",
-        );
-        check(
-            (1..=50).contains(&self.recommendation_max_items),
-            "recommendation_max_items",
-            "must be between 1 and 50",
-        );
-        check(
             (1..=7 * 24 * 60).contains(&self.decision_ttl_minutes),
             "decision_ttl_minutes",
             "must be between 1 and 10080",
@@ -112,6 +357,115 @@ impl Policy {
             "max_recent_products",
             "must be between 1 and 100",
         );
+        check(
+            (1..=1000).contains(&self.max_purchases),
+            "max_purchases",
+            "must be between 1 and 1000",
+        );
+        let r = &self.recommendation;
+        check(
+            r.min_category_views >= 1,
+            "recommendation.min_category_views",
+            "must be at least 1",
+        );
+        check(
+            (1..=50).contains(&r.max_items),
+            "recommendation.max_items",
+            "must be between 1 and 50",
+        );
+        check(
+            r.interest_half_life_days >= 1,
+            "recommendation.interest_half_life_days",
+            "must be at least 1",
+        );
+        let h = &self.proactive_help;
+        check(
+            matches!(h.channel, Channel::Chat | Channel::OnSite),
+            "proactive_help.channel",
+            "must be chat or on_site: help is offered in the session, never by outbound contact",
+        );
+        check(
+            h.faq_min_pages >= 1,
+            "proactive_help.faq_min_pages",
+            "must be at least 1",
+        );
+        check(
+            (0.0..=1.0).contains(&h.faq_min_scroll),
+            "proactive_help.faq_min_scroll",
+            "must be between 0.0 and 1.0",
+        );
+        check(
+            h.search_min_failures >= 1,
+            "proactive_help.search_min_failures",
+            "must be at least 1",
+        );
+        check(
+            h.pingpong_min_switches >= 2,
+            "proactive_help.pingpong_min_switches",
+            "must be at least 2",
+        );
+        check(
+            h.checkout_min_returns >= 2,
+            "proactive_help.checkout_min_returns",
+            "must be at least 2",
+        );
+        check(
+            (1..=20).contains(&self.compatible_accessory.max_items),
+            "compatible_accessory.max_items",
+            "must be between 1 and 20",
+        );
+        check(
+            self.outbound.channel.is_outbound(),
+            "outbound.channel",
+            "must be email or push",
+        );
+        check(
+            (10..=30 * 24 * 60).contains(&self.outbound.abandoned_cart_after_minutes),
+            "outbound.abandoned_cart_after_minutes",
+            "must be between 10 and 43200",
+        );
+        let f = &self.fatigue;
+        check(
+            f.caps.iter().all(|c| c.max >= 1),
+            "fatigue.caps",
+            "every cap needs max >= 1 (turn a kind off with a customer switch instead)",
+        );
+        check(
+            f.backoff_base_hours >= 1,
+            "fatigue.backoff_base_hours",
+            "must be at least 1",
+        );
+        check(
+            (1.0..=10.0).contains(&f.backoff_factor),
+            "fatigue.backoff_factor",
+            "must be between 1.0 and 10.0",
+        );
+        check(
+            f.backoff_max_days >= 1,
+            "fatigue.backoff_max_days",
+            "must be at least 1",
+        );
+        let q = &self.quiet_hours;
+        check(
+            parse_hhmm(&q.start).is_some(),
+            "quiet_hours.start",
+            "must be a local time like 21:00",
+        );
+        check(
+            parse_hhmm(&q.end).is_some(),
+            "quiet_hours.end",
+            "must be a local time like 08:00",
+        );
+        check(
+            valid_time_zone(&q.default_time_zone),
+            "quiet_hours.default_time_zone",
+            "must be an IANA time zone such as Europe/Berlin or UTC",
+        );
+        check(
+            (0.0..=0.5).contains(&self.holdout.share),
+            "holdout.share",
+            "must be between 0.0 and 0.5",
+        );
         if problems.is_empty() {
             Ok(())
         } else {
@@ -121,6 +475,14 @@ impl Policy {
 
     pub fn session_gap_ms(&self) -> i64 {
         i64::from(self.session_gap_minutes) * 60_000
+    }
+
+    pub fn tier(&self, category: &str) -> Tier {
+        self.sensitivity
+            .categories
+            .get(category)
+            .copied()
+            .unwrap_or(self.sensitivity.default_tier)
     }
 }
 
@@ -135,12 +497,13 @@ mod tests {
 
     #[test]
     fn every_bad_key_is_reported_at_once() {
-        let policy = Policy {
+        let mut policy = Policy {
             version: " ".into(),
             session_gap_minutes: 0,
-            recommendation_max_items: 0,
             ..Policy::default()
         };
+        policy.quiet_hours.default_time_zone = "Mars/Olympus".into();
+        policy.outbound.channel = Channel::OnSite;
         let keys: Vec<_> = policy
             .validate()
             .unwrap_err()
@@ -149,7 +512,25 @@ mod tests {
             .collect();
         assert_eq!(
             keys,
-            ["version", "session_gap_minutes", "recommendation_max_items"]
+            [
+                "version",
+                "session_gap_minutes",
+                "outbound.channel",
+                "quiet_hours.default_time_zone"
+            ]
         );
+    }
+
+    #[test]
+    fn unlisted_categories_get_the_default_tier() {
+        let mut policy = Policy::default();
+        policy
+            .sensitivity
+            .categories
+            .insert("health".into(), Tier::NeverRemember);
+        assert_eq!(policy.tier("health"), Tier::NeverRemember);
+        assert_eq!(policy.tier("shoes"), Tier::Normal);
+        assert_eq!(parse_hhmm("21:30"), Some(21 * 60 + 30));
+        assert_eq!(parse_hhmm("25:00"), None);
     }
 }

@@ -1,7 +1,8 @@
 //! Per-customer state: everything tact remembers about one customer, bounded in size.
 //!
-//! Long-term memory (interests) is kept only with consent; in-session evidence lives in
-//! [`Session`] and is dropped when the session ends.
+//! Long-term memory (interests, purchases) is kept only with personalization consent and only for
+//! categories of the `normal` tier; in-session evidence lives in [`Session`] and is dropped when
+//! the session ends. Nothing from a `never_remember` category is ever stored.
 
 use crate::decision::{Channel, DecisionKind};
 use crate::event::Purpose;
@@ -19,6 +20,14 @@ pub struct CustomerState {
     pub consents: Vec<ConsentRecord>,
     /// Inferred, long-term interests; only kept while personalization is consented to.
     pub interests: Vec<CategoryInterest>,
+    /// Own purchases (never gifts), for compatible accessories; only with consent.
+    pub purchases: Vec<Purchase>,
+    /// Items in the cart and when the last was added (explicit intent, for an abandoned-cart nudge).
+    pub cart: Option<Cart>,
+    /// Decisions emitted recently, for frequency caps (pruned beyond the longest window).
+    pub history: Vec<Emitted>,
+    /// Per-kind back-off after dismissals.
+    pub backoff: Vec<Backoff>,
     pub preferences: Preferences,
     pub gift_mode: Option<GiftMode>,
     pub recipients: Vec<Recipient>,
@@ -26,16 +35,33 @@ pub struct CustomerState {
 }
 
 /// The current session: in-session evidence, dropped when the session ends.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Session {
     pub id: String,
     pub started_at: Timestamp,
     pub last_event_at: Timestamp,
     pub events: u32,
     pub welcomed: bool,
-    /// Categories already recommended (or a recommendation suppressed) this session.
-    pub recommended: Vec<String>,
+    /// (kind, subject) pairs already proposed this session, emitted or suppressed.
+    pub proposed: Vec<(DecisionKind, String)>,
+    /// Category views this session (`normal` and `session_only` tiers).
     pub category_views: Vec<CategoryInterest>,
+    /// Struggle signals.
+    pub faq_deep_reads: u32,
+    pub search_failures: u32,
+    pub last_failed_search_at: Option<Timestamp>,
+    pub pingpong: Option<PingPong>,
+    pub checkout_returns: u32,
+    pub purchased: bool,
+}
+
+/// Alternating long looks at products of one category without adding either to the cart.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PingPong {
+    pub category: String,
+    pub last_product: String,
+    pub products: Vec<String>,
+    pub switches: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -45,6 +71,40 @@ pub struct CategoryInterest {
     pub last_viewed_at: Timestamp,
     /// Most recent first.
     pub recent_products: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Purchase {
+    pub product_id: String,
+    pub category: Option<String>,
+    pub at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Cart {
+    pub items: Vec<String>,
+    pub categories: Vec<String>,
+    pub last_added_at: Timestamp,
+    /// The event that added the last item (the cause of a nudge).
+    pub last_added_event: String,
+    pub nudged: bool,
+    /// A nudge that fell in quiet hours is retried after this.
+    pub defer_until: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Emitted {
+    pub kind: DecisionKind,
+    pub channel: Channel,
+    pub at: Timestamp,
+    pub session_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Backoff {
+    pub kind: DecisionKind,
+    pub dismissals: u32,
+    pub until: Timestamp,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -91,5 +151,23 @@ impl CustomerState {
     /// True when nothing at all is remembered (an erased or never-seen customer).
     pub fn is_empty(&self) -> bool {
         *self == CustomerState::default()
+    }
+
+    /// Every category name held anywhere in the state (for privacy checks and `inspect`).
+    pub fn categories(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = Vec::new();
+        out.extend(self.interests.iter().map(|c| c.category.as_str()));
+        out.extend(self.purchases.iter().filter_map(|p| p.category.as_deref()));
+        if let Some(cart) = &self.cart {
+            out.extend(cart.categories.iter().map(String::as_str));
+        }
+        if let Some(s) = &self.session {
+            out.extend(s.category_views.iter().map(|c| c.category.as_str()));
+            out.extend(s.proposed.iter().map(|(_, subject)| subject.as_str()));
+            if let Some(p) = &s.pingpong {
+                out.push(&p.category);
+            }
+        }
+        out
     }
 }

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tact_codec::{InputFormat, OutputFormat};
-use tact_core::Policy;
+use tact_core::{Catalog, Policy, Product, Rules};
 
 pub const DEFAULT_TOML: &str = include_str!("default.toml");
 
@@ -91,6 +91,7 @@ struct RawPipeline {
     batch_max_wait_ms: u64,
     shutdown_deadline_ms: u64,
     commit_interval_ms: u64,
+    idle_timer_wall_clock_ms: u64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -115,7 +116,15 @@ struct RawLog {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawRules {
+    policy_file: PathBuf,
+    catalog_file: PathBuf,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawConfig {
+    rules: RawRules,
     kafka: RawKafka,
     topics: RawTopics,
     input: RawInput,
@@ -158,10 +167,16 @@ pub struct Settings {
     pub batch_max_wait: Duration,
     pub shutdown_deadline: Duration,
     pub commit_interval: Duration,
+    /// `None`: timers follow event time only.
+    pub idle_timer_wall_clock: Option<Duration>,
     pub http_listen: SocketAddr,
     pub log_format: LogFormat,
     pub log_level: String,
-    pub policy: Policy,
+    /// The decision policy and the product catalog.
+    pub rules: Rules,
+    /// Where the policy came from (`None`: the embedded default, with `[policy]` overrides).
+    pub policy_file: Option<PathBuf>,
+    pub catalog_file: Option<PathBuf>,
 }
 
 /// Why the configuration cannot be used: every problem found, each naming its key.
@@ -251,7 +266,7 @@ impl Settings {
             "kafka.bootstrap_servers = {}\nkafka.group_id = {}\nkafka.client = {:?}\ntopics = {:?}\n\
              input: clickstream {:?}, profile_commands {:?}, max {} bytes\noutput = {:?}\n\
              state.dir = {}\npipeline: batch {} events / {:?}, commit every {:?}, shutdown deadline {:?}\n\
-             http.listen = {}\npolicy = {:?}\n",
+             http.listen = {}\npolicy = {} (version {}), catalog = {} ({} products)\n",
             self.kafka.bootstrap_servers,
             self.kafka.group_id,
             client,
@@ -266,7 +281,10 @@ impl Settings {
             self.commit_interval,
             self.shutdown_deadline,
             self.http_listen,
-            self.policy,
+            self.policy_file.as_ref().map_or("embedded default with [policy] overrides".to_owned(), |p| p.display().to_string()),
+            self.rules.policy.version,
+            self.catalog_file.as_ref().map_or("none".to_owned(), |p| p.display().to_string()),
+            self.rules.catalog.len(),
         )
     }
 }
@@ -370,9 +388,30 @@ impl RawConfig {
                 self.http.listen
             ),
         );
-        if let Err(errors) = self.policy.validate() {
+        let mut policy = self.policy;
+        let policy_file =
+            (!self.rules.policy_file.as_os_str().is_empty()).then_some(self.rules.policy_file);
+        if let Some(path) = &policy_file {
+            match load_policy(path) {
+                Ok(from_file) => policy = from_file,
+                Err(errors) => p.extend(
+                    errors
+                        .into_iter()
+                        .map(|e| format!("rules.policy_file: {e}")),
+                ),
+            }
+        } else if let Err(errors) = policy.validate() {
             p.extend(errors.into_iter().map(|e| e.to_string()));
         }
+        let catalog_file =
+            (!self.rules.catalog_file.as_os_str().is_empty()).then_some(self.rules.catalog_file);
+        let catalog = match &catalog_file {
+            None => Catalog::default(),
+            Some(path) => load_catalog(path).unwrap_or_else(|e| {
+                p.push(format!("rules.catalog_file: {e}"));
+                Catalog::default()
+            }),
+        };
         require(&mut p,
             tracing_level_ok(&self.log.level),
             "log.level: must be one of error, warn, info, debug, trace (or a RUST_LOG-style filter)",
@@ -432,12 +471,47 @@ impl RawConfig {
             batch_max_wait: Duration::from_millis(self.pipeline.batch_max_wait_ms),
             shutdown_deadline: Duration::from_millis(self.pipeline.shutdown_deadline_ms),
             commit_interval: Duration::from_millis(self.pipeline.commit_interval_ms),
+            idle_timer_wall_clock: (self.pipeline.idle_timer_wall_clock_ms > 0)
+                .then(|| Duration::from_millis(self.pipeline.idle_timer_wall_clock_ms)),
             http_listen: listen.map_err(|_| ConfigError { problems: vec![] })?,
             log_format: self.log.format,
             log_level: self.log.level,
-            policy: self.policy,
+            rules: Rules { policy, catalog },
+            policy_file,
+            catalog_file,
         })
     }
+}
+
+/// Reads and validates a policy file; every problem, each naming its key.
+pub fn load_policy(path: &Path) -> Result<Policy, Vec<String>> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| vec![format!("cannot read {}: {e}", path.display())])?;
+    let policy: Policy =
+        toml::from_str(&text).map_err(|e| vec![format!("{}: {e}", path.display())])?;
+    policy.validate().map_err(|errors| {
+        errors
+            .into_iter()
+            .map(|e| format!("{}: {e}", path.display()))
+            .collect::<Vec<_>>()
+    })?;
+    Ok(policy)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CatalogFile {
+    #[serde(default)]
+    product: Vec<Product>,
+}
+
+/// Reads a catalog file: `[[product]]` tables with id, category, optional name and compatible_with.
+pub fn load_catalog(path: &Path) -> Result<Catalog, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let file: CatalogFile =
+        toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    Catalog::new(file.product).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 fn require(problems: &mut Vec<String>, ok: bool, msg: &str) {

@@ -1,5 +1,10 @@
 //! The engine: one batch of input records in, one atomic store commit and the records to produce
 //! out. No Kafka here, so the data path can be driven directly by tests and benchmarks.
+//!
+//! Timers follow each input partition's offset order: a customer's due timer fires before their
+//! next event, and after every event the partition's event-time watermark fires the timers it has
+//! passed. Where a timer fires therefore never depends on how input was cut into batches, so a
+//! crash and replay reproduce the same decisions.
 
 use crate::config::Settings;
 use crate::outbox::OutboxRecord;
@@ -11,14 +16,16 @@ use tact_codec::{
     Stage,
 };
 use tact_core::{
-    apply_command, apply_event, ClickEvent, CommandEffect, CustomerState, EventKind, Outcome,
-    ProfileCommand,
+    apply_command, apply_event, apply_timer, next_due, ClickEvent, CommandEffect, CustomerState,
+    EventKind, Outcome, ProfileCommand, Rules, Timestamp,
 };
-use tact_store::{Commit, StateStore, StoreError};
+use tact_store::{Commit, StateStore, StoreError, Timer};
 use tact_telemetry::{GateReason, KindChannel, Metrics, TopicClass, TopicLabel};
 
 /// Attempts at a store write that reports "busy" before giving up.
 const STORE_RETRIES: u32 = 50;
+/// Timers read from the index at once.
+const TIMER_PAGE: usize = 1000;
 
 /// What stops the pipeline, and what the operator should do about it.
 #[derive(Debug, thiserror::Error)]
@@ -87,6 +94,10 @@ struct Slot {
     state: CustomerState,
     changed: bool,
     erased: bool,
+    /// The input partition this customer's records arrive on (their timers live there).
+    partition: Option<i32>,
+    /// When the stored state's timer was due, so a changed state moves its index entry.
+    due_before: Option<Timestamp>,
 }
 
 fn now_ms() -> i64 {
@@ -104,6 +115,20 @@ pub struct Processed {
     pub consumed: Vec<(String, i32, i64)>,
 }
 
+/// Per-batch bookkeeping for timers.
+#[derive(Default)]
+struct TimerScan {
+    /// Earliest timer in the store index per partition not yet handled in this batch
+    /// (`Some(None)`: none; absent: not looked up yet).
+    store_next: HashMap<i32, Option<i64>>,
+    /// Earliest next-due among customers changed in this batch, per partition.
+    batch_next: HashMap<i32, i64>,
+    /// Index entries whose customer's state no longer wants them.
+    stale: Vec<Timer>,
+    /// Partitions whose watermark moved.
+    moved: HashSet<i32>,
+}
+
 /// Applies batches to the store. Owns the store and the applied-offset cache.
 pub struct Engine<S: StateStore> {
     settings: Settings,
@@ -113,6 +138,8 @@ pub struct Engine<S: StateStore> {
     /// Last applied offset per input partition, read from the store once, then kept current.
     applied: HashMap<(Source, i32), i64>,
     next_seq: u64,
+    /// Event-time watermark per input partition (latest event time applied), persisted.
+    watermarks: HashMap<i32, i64>,
     pub summary: RunSummary,
 }
 
@@ -122,6 +149,10 @@ impl<S: StateStore> std::fmt::Debug for Engine<S> {
             .field("next_seq", &self.next_seq)
             .finish()
     }
+}
+
+fn watermark_name(partition: i32) -> String {
+    format!("watermark/{partition}")
 }
 
 impl<S: StateStore> Engine<S> {
@@ -134,6 +165,7 @@ impl<S: StateStore> Engine<S> {
             metrics,
             applied: HashMap::new(),
             next_seq,
+            watermarks: HashMap::new(),
             summary: RunSummary::default(),
         })
     }
@@ -142,9 +174,10 @@ impl<S: StateStore> Engine<S> {
         &self.store
     }
 
-    /// Drops the cached applied offset of a partition this instance no longer owns.
+    /// Drops the cached offsets and watermark of a partition this instance no longer owns.
     pub fn forget(&mut self, source: Source, partition: i32) {
         self.applied.remove(&(source, partition));
+        self.watermarks.remove(&partition);
     }
 
     pub fn applied_offset(
@@ -161,9 +194,22 @@ impl<S: StateStore> Engine<S> {
         Ok(o)
     }
 
-    /// Applies one batch: decode, skip what is already applied, fold, and write the next states,
-    /// the applied offsets and the outgoing records in one store commit (with `outbox_deletes`,
-    /// the acknowledged records of earlier batches). Returns what to produce.
+    /// The event-time watermark of `partition` (`i64::MIN` before its first event).
+    pub fn watermark(&mut self, partition: i32) -> Result<i64, PipelineError> {
+        if let Some(w) = self.watermarks.get(&partition) {
+            return Ok(*w);
+        }
+        let w = self
+            .store
+            .meta(&watermark_name(partition))?
+            .unwrap_or(i64::MIN);
+        self.watermarks.insert(partition, w);
+        Ok(w)
+    }
+
+    /// Applies one batch: decode, skip what is already applied, fold (firing timers in offset
+    /// order), and write the next states, timers, watermarks, applied offsets and outgoing records
+    /// in one store commit (with `outbox_deletes`, the acknowledged records of earlier batches).
     pub fn process(
         &mut self,
         batch: Vec<Input>,
@@ -225,42 +271,20 @@ impl<S: StateStore> Engine<S> {
                 ids.push(id);
             }
         }
-        let keys: Vec<&[u8]> = ids.iter().map(|id| id.as_bytes()).collect();
-        let raw = self.store.multi_get(&keys)?;
-        let mut slots: HashMap<String, Slot> = HashMap::with_capacity(ids.len());
-        for (id, value) in ids.iter().zip(raw) {
-            let state = match value {
-                None => CustomerState::default(),
-                Some(bytes) => decode_state(&bytes).map_err(|e| {
-                    PipelineError::Fatal(format!(
-                        "stored state is unreadable ({e}); inspect the state directory before restarting"
-                    ))
-                })?,
-            };
-            slots.insert(
-                (*id).to_owned(),
-                Slot {
-                    state,
-                    changed: false,
-                    erased: false,
-                },
-            );
-        }
+        let mut slots = self.load(&ids)?;
 
         // Fold, in input order.
         let mut out: Vec<OutboxRecord> = Vec::new();
         let mut applied: BTreeMap<(Source, String, i32), i64> = BTreeMap::new();
-        let policy = &self.settings.policy;
+        let mut scan = TimerScan::default();
         for (input, w) in &work {
             applied.insert(
                 (input.source, input.topic.clone(), input.partition),
                 input.offset,
             );
+            let p = input.partition;
             match w {
                 Work::Click(ev) => {
-                    let Some(slot) = slots.get_mut(&ev.customer_id) else {
-                        continue;
-                    };
                     if matches!(ev.kind, EventKind::Unknown(_)) {
                         self.metrics
                             .unknown_events
@@ -269,8 +293,26 @@ impl<S: StateStore> Engine<S> {
                             })
                             .inc();
                     }
-                    let outcome = apply_event(&mut slot.state, ev, policy);
+                    let rules = &self.settings.rules;
+                    let Some(slot) = slots.get_mut(&ev.customer_id) else {
+                        continue;
+                    };
+                    slot.partition = Some(p);
+                    // A timer due before this event fires first.
+                    fire_due(
+                        &mut slot.state,
+                        &ev.customer_id,
+                        ev.event_time,
+                        rules,
+                        &mut self.encoder,
+                        &self.metrics,
+                        &mut self.summary,
+                        &self.settings,
+                        &mut out,
+                    );
+                    let outcome = apply_event(&mut slot.state, ev, rules);
                     slot.changed = true;
+                    note_due(&mut scan, p, &slot.state, rules);
                     self.summary.events += 1;
                     record_outcome(
                         &mut self.encoder,
@@ -280,17 +322,38 @@ impl<S: StateStore> Engine<S> {
                         outcome,
                         &mut out,
                     );
+                    // The partition's event time moved: fire what it has passed, in offset order.
+                    let wm = self.watermark(p)?.max(ev.event_time.millis());
+                    if Some(&wm) != self.watermarks.get(&p) {
+                        self.watermarks.insert(p, wm);
+                        scan.moved.insert(p);
+                    }
+                    self.fire_partition(p, wm, &mut slots, &mut scan, &mut out)?;
                 }
                 Work::Command(cmd) => {
+                    let rules = &self.settings.rules;
                     let Some(slot) = slots.get_mut(&cmd.customer_id) else {
                         continue;
                     };
+                    slot.partition = Some(p);
                     self.summary.commands += 1;
-                    if apply_command(&mut slot.state, cmd, policy) == CommandEffect::Erase {
+                    fire_due(
+                        &mut slot.state,
+                        &cmd.customer_id,
+                        cmd.issued_at,
+                        rules,
+                        &mut self.encoder,
+                        &self.metrics,
+                        &mut self.summary,
+                        &self.settings,
+                        &mut out,
+                    );
+                    if apply_command(&mut slot.state, cmd, rules) == CommandEffect::Erase {
                         slot.erased = true;
                         self.metrics.erasures.inc();
                     }
                     slot.changed = true;
+                    note_due(&mut scan, p, &slot.state, rules);
                 }
                 Work::Dead(class, message) => {
                     let record = DeadLetter {
@@ -329,47 +392,15 @@ impl<S: StateStore> Engine<S> {
             }
         }
 
-        // One atomic commit: next states, applied offsets, outgoing records.
-        let mut commit = Commit::default();
-        let mut erased_keys = Vec::new();
-        for (id, slot) in slots {
-            if !slot.changed {
-                continue;
-            }
-            if slot.erased {
-                erased_keys.push(id.clone().into_bytes());
-            }
-            if slot.state.is_empty() {
-                commit.state_deletes.push(id.into_bytes());
-            } else {
-                commit
-                    .state_puts
-                    .push((id.into_bytes(), encode_state(&slot.state)));
-            }
-        }
-        commit.offsets = applied
+        // One atomic commit: next states, timers, watermarks, applied offsets, outgoing records.
+        let offsets = applied
             .iter()
             .map(|((_, t, p), o)| (t.clone(), *p, *o))
             .collect();
-        let mut seqs = Vec::with_capacity(out.len());
-        for record in &out {
-            let seq = self.next_seq;
-            self.next_seq += 1;
-            seqs.push(seq);
-            commit.outbox_puts.push((seq, record.encode()));
-        }
-        commit.outbox_deletes = outbox_deletes;
-        self.write(&commit)?;
+        let seqs = self.commit(slots, &out, offsets, outbox_deletes, scan)?;
         for ((source, _, p), o) in applied {
             self.applied.insert((source, p), o);
         }
-        for key in erased_keys {
-            // Deleted values stay in files until compaction: compact so erasure is real.
-            let mut end = key.clone();
-            end.push(0);
-            self.store.compact_state_range(&key, &end)?;
-        }
-
         self.metrics
             .batch_duration
             .observe(started.elapsed().as_secs_f64());
@@ -377,6 +408,240 @@ impl<S: StateStore> Engine<S> {
             records: seqs.into_iter().zip(out).collect(),
             consumed: consumed.into_iter().map(|((t, p), o)| (t, p, o)).collect(),
         })
+    }
+
+    /// Fires the timers of `partition` that event time `wm` has passed: customers changed in
+    /// this batch from their live state, the rest from the store index.
+    fn fire_partition(
+        &mut self,
+        p: i32,
+        wm: i64,
+        slots: &mut HashMap<String, Slot>,
+        scan: &mut TimerScan,
+        out: &mut Vec<OutboxRecord>,
+    ) -> Result<(), PipelineError> {
+        let rules = &self.settings.rules;
+        if scan.batch_next.get(&p).is_some_and(|d| *d <= wm) {
+            let mut next = i64::MAX;
+            for (id, slot) in slots
+                .iter_mut()
+                .filter(|(_, s)| s.changed && s.partition == Some(p))
+            {
+                fire_due(
+                    &mut slot.state,
+                    id,
+                    Timestamp(wm),
+                    rules,
+                    &mut self.encoder,
+                    &self.metrics,
+                    &mut self.summary,
+                    &self.settings,
+                    out,
+                );
+                if let Some(d) = next_due(&slot.state, &rules.policy) {
+                    next = next.min(d.millis());
+                }
+            }
+            scan.batch_next.insert(p, next);
+        }
+        let store_next = match scan.store_next.get(&p) {
+            Some(n) => *n,
+            None => {
+                let n = self
+                    .store
+                    .timers_from(p, i64::MIN, 1)?
+                    .first()
+                    .map(|t| t.due);
+                scan.store_next.insert(p, n);
+                n
+            }
+        };
+        if store_next.is_none_or(|d| d > wm) {
+            return Ok(());
+        }
+        let mut from = i64::MIN;
+        loop {
+            let page = self.store.timers_from(p, from, TIMER_PAGE)?;
+            let due: Vec<Timer> = page.iter().take_while(|t| t.due <= wm).cloned().collect();
+            let ids: Vec<String> = due
+                .iter()
+                .map(|t| String::from_utf8_lossy(&t.key).into_owned())
+                .filter(|id| !slots.contains_key(id))
+                .collect();
+            let mut refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+            refs.sort_unstable();
+            refs.dedup();
+            slots.extend(self.load(&refs)?);
+            let rules = &self.settings.rules;
+            for t in &due {
+                let id = String::from_utf8_lossy(&t.key).into_owned();
+                let Some(slot) = slots.get_mut(&id) else {
+                    continue;
+                };
+                if slot.changed {
+                    // Live state in this batch governs (handled above); the commit moves its entry.
+                    continue;
+                }
+                if slot.due_before.map(Timestamp::millis) != Some(t.due) {
+                    scan.stale.push(t.clone());
+                    continue;
+                }
+                slot.partition = Some(p);
+                fire_due(
+                    &mut slot.state,
+                    &id,
+                    Timestamp(wm),
+                    rules,
+                    &mut self.encoder,
+                    &self.metrics,
+                    &mut self.summary,
+                    &self.settings,
+                    out,
+                );
+                slot.changed = true;
+                note_due(scan, p, &slot.state, rules);
+            }
+            if due.len() < TIMER_PAGE {
+                break;
+            }
+            from = due.last().map_or(wm, |t| t.due);
+            if from >= wm {
+                break;
+            }
+        }
+        let next = self
+            .store
+            .timers_from(p, wm.saturating_add(1), 1)?
+            .first()
+            .map(|t| t.due);
+        scan.store_next.insert(p, next);
+        Ok(())
+    }
+
+    fn load(&self, ids: &[&str]) -> Result<HashMap<String, Slot>, PipelineError> {
+        let keys: Vec<&[u8]> = ids.iter().map(|id| id.as_bytes()).collect();
+        let raw = self.store.multi_get(&keys)?;
+        let mut slots = HashMap::with_capacity(ids.len());
+        for (id, value) in ids.iter().zip(raw) {
+            let state = match value {
+                None => CustomerState::default(),
+                Some(bytes) => decode_state(&bytes).map_err(|e| {
+                    PipelineError::Fatal(format!("stored state is unreadable ({e}); inspect the state directory before restarting"))
+                })?,
+            };
+            let due_before = next_due(&state, &self.settings.rules.policy);
+            slots.insert(
+                (*id).to_owned(),
+                Slot {
+                    state,
+                    changed: false,
+                    erased: false,
+                    partition: None,
+                    due_before,
+                },
+            );
+        }
+        Ok(slots)
+    }
+
+    /// Writes changed states, their timer entries, moved watermarks, applied offsets and the
+    /// outbox in one commit; returns the outbox sequence numbers of `out`.
+    fn commit(
+        &mut self,
+        slots: HashMap<String, Slot>,
+        out: &[OutboxRecord],
+        offsets: Vec<(String, i32, i64)>,
+        outbox_deletes: Vec<u64>,
+        scan: TimerScan,
+    ) -> Result<Vec<u64>, PipelineError> {
+        let mut commit = Commit {
+            offsets,
+            outbox_deletes,
+            timer_deletes: scan.stale,
+            ..Commit::default()
+        };
+        let mut erased_keys = Vec::new();
+        for (id, slot) in slots {
+            if !slot.changed {
+                continue;
+            }
+            let key = id.into_bytes();
+            let due_after = if slot.state.is_empty() {
+                None
+            } else {
+                next_due(&slot.state, &self.settings.rules.policy)
+            };
+            if let Some(partition) = slot.partition {
+                if slot.due_before != due_after {
+                    if let Some(due) = slot.due_before {
+                        commit.timer_deletes.push(Timer {
+                            partition,
+                            due: due.millis(),
+                            key: key.clone(),
+                        });
+                    }
+                    if let Some(due) = due_after {
+                        commit.timer_puts.push(Timer {
+                            partition,
+                            due: due.millis(),
+                            key: key.clone(),
+                        });
+                    }
+                }
+            }
+            if slot.erased {
+                erased_keys.push(key.clone());
+            }
+            if slot.state.is_empty() {
+                commit.state_deletes.push(key);
+            } else {
+                commit.state_puts.push((key, encode_state(&slot.state)));
+            }
+        }
+        for p in scan.moved {
+            if let Some(w) = self.watermarks.get(&p) {
+                commit.meta_puts.push((watermark_name(p), *w));
+            }
+        }
+        let mut seqs = Vec::with_capacity(out.len());
+        for record in out {
+            seqs.push(self.next_seq);
+            commit.outbox_puts.push((self.next_seq, record.encode()));
+            self.next_seq += 1;
+        }
+        self.write(&commit)?;
+        for key in erased_keys {
+            // Deleted values stay in files until compaction: compact so erasure is real.
+            let mut end = key.clone();
+            end.push(0);
+            self.store.compact_state_range(&key, &end)?;
+        }
+        Ok(seqs)
+    }
+
+    /// The input is idle: fire every timer of `partitions` due by wall-clock time `until`, in one
+    /// commit with the records it produces.
+    pub fn fire_timers(
+        &mut self,
+        until: i64,
+        partitions: &[i32],
+        outbox_deletes: Vec<u64>,
+    ) -> Result<Option<Processed>, PipelineError> {
+        let mut slots = HashMap::new();
+        let mut out = Vec::new();
+        let mut scan = TimerScan::default();
+        for p in partitions {
+            let wm = self.watermark(*p)?.max(until);
+            self.fire_partition(*p, wm, &mut slots, &mut scan, &mut out)?;
+        }
+        if slots.values().all(|s| !s.changed) && scan.stale.is_empty() {
+            return Ok(None);
+        }
+        let seqs = self.commit(slots, &out, Vec::new(), outbox_deletes, scan)?;
+        Ok(Some(Processed {
+            records: seqs.into_iter().zip(out).collect(),
+            consumed: Vec::new(),
+        }))
     }
 
     pub fn write(&mut self, commit: &Commit) -> Result<(), PipelineError> {
@@ -391,6 +656,40 @@ impl<S: StateStore> Engine<S> {
                 }
                 Err(e) => return Err(e.into()),
             }
+        }
+    }
+}
+
+/// Remembers the earliest next-due among customers changed in this batch, per partition.
+fn note_due(scan: &mut TimerScan, partition: i32, state: &CustomerState, rules: &Rules) {
+    if let Some(d) = next_due(state, &rules.policy) {
+        let slot = scan.batch_next.entry(partition).or_insert(i64::MAX);
+        *slot = (*slot).min(d.millis());
+    }
+}
+
+/// Runs every timer of this customer due at or before `now`, each at its own due time.
+#[allow(clippy::too_many_arguments)]
+fn fire_due(
+    state: &mut CustomerState,
+    customer_id: &str,
+    now: Timestamp,
+    rules: &Rules,
+    encoder: &mut Encoder,
+    metrics: &Metrics,
+    summary: &mut RunSummary,
+    settings: &Settings,
+    out: &mut Vec<OutboxRecord>,
+) {
+    // Bounded: each firing moves the next due time forward (session ended, cart nudged/deferred).
+    for _ in 0..8 {
+        let Some(due) = next_due(state, &rules.policy).filter(|d| *d <= now) else {
+            return;
+        };
+        let outcome = apply_timer(state, customer_id, due, rules);
+        record_outcome(encoder, metrics, summary, settings, outcome, out);
+        if next_due(state, &rules.policy) == Some(due) {
+            return;
         }
     }
 }

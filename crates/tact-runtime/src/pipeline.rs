@@ -44,6 +44,9 @@ pub struct Pipeline<S: StateStore> {
     acknowledged: Vec<u64>,
     last_commit: Instant,
     last_size_probe: Instant,
+    last_input: Instant,
+    /// Partitions currently assigned (kept by the rebalance hooks).
+    assigned: Arc<Mutex<HashSet<(String, i32)>>>,
 }
 
 impl<S: StateStore> std::fmt::Debug for Pipeline<S> {
@@ -65,6 +68,7 @@ impl<S: StateStore> Pipeline<S> {
         let k = &settings.kafka;
         let revoked = Arc::new(Mutex::new(Vec::new()));
         let assigned: Arc<Mutex<HashSet<(String, i32)>>> = Arc::default();
+        let assigned_view = assigned.clone();
         let hooks = {
             let health = health.clone();
             let revoked = revoked.clone();
@@ -137,6 +141,8 @@ impl<S: StateStore> Pipeline<S> {
             acknowledged: Vec::new(),
             last_commit: Instant::now(),
             last_size_probe: Instant::now(),
+            last_input: Instant::now(),
+            assigned: assigned_view,
         })
     }
 
@@ -172,7 +178,14 @@ impl<S: StateStore> Pipeline<S> {
             }
             let batch = self.poll_batch(stop);
             if !batch.is_empty() {
+                self.last_input = Instant::now();
                 self.process(batch)?;
+            } else if self
+                .settings
+                .idle_timer_wall_clock
+                .is_some_and(|idle| self.last_input.elapsed() >= idle)
+            {
+                self.fire_wall_clock_timers()?;
             }
             if self.last_size_probe.elapsed() > Duration::from_secs(10) {
                 self.metrics
@@ -247,6 +260,35 @@ impl<S: StateStore> Pipeline<S> {
         }
         self.tracker.open_batch(processed.consumed, &seqs);
         self.metrics.outbox_pending.set(self.in_flight.len() as i64);
+        Ok(())
+    }
+
+    /// The input is idle: let wall-clock time move timers (sessions end, carts come due).
+    fn fire_wall_clock_timers(&mut self) -> Result<(), PipelineError> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let mut partitions: Vec<i32> = self
+            .assigned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(_, p)| *p)
+            .collect();
+        partitions.sort_unstable();
+        partitions.dedup();
+        let acknowledged = std::mem::take(&mut self.acknowledged);
+        match self.engine.fire_timers(now, &partitions, acknowledged)? {
+            None => {}
+            Some(processed) => {
+                let mut seqs = Vec::with_capacity(processed.records.len());
+                for (seq, record) in processed.records {
+                    self.send(seq, record)?;
+                    seqs.push(seq);
+                }
+                self.tracker.open_batch(Vec::new(), &seqs);
+            }
+        }
         Ok(())
     }
 

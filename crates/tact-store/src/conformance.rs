@@ -1,7 +1,7 @@
 //! One behavioural suite every [`StateStore`] must pass. Run from each implementation's tests so
 //! RocksDB and the in-memory reference can never drift apart.
 
-use crate::{Commit, StateStore};
+use crate::{Commit, StateStore, Timer};
 
 /// Runs every check on stores made by `fresh` (each call must return an empty store).
 pub fn run_all<S: StateStore>(fresh: &mut dyn FnMut() -> S) {
@@ -10,6 +10,7 @@ pub fn run_all<S: StateStore>(fresh: &mut dyn FnMut() -> S) {
     deletes_remove_state_and_outbox_entries(&fresh());
     outbox_is_returned_in_sequence_order(&fresh());
     offsets_are_per_topic_and_partition(&fresh());
+    timers_come_back_per_partition_in_due_order(&fresh());
 }
 
 fn put(k: &str, v: &str) -> (Vec<u8>, Vec<u8>) {
@@ -107,4 +108,52 @@ pub fn offsets_are_per_topic_and_partition(s: &dyn StateStore) {
     assert_eq!(s.applied_offset("a", 1).expect("o"), Some(2));
     assert_eq!(s.applied_offset("ab", 0).expect("o"), Some(3));
     assert_eq!(s.applied_offset("b", 0).expect("o"), None);
+}
+
+pub fn timers_come_back_per_partition_in_due_order(s: &dyn StateStore) {
+    let t = |partition: i32, due: i64, key: &str| Timer {
+        partition,
+        due,
+        key: key.as_bytes().to_vec(),
+    };
+    s.commit(&Commit {
+        // -5 before 3 before 1000: signed order, not the byte order of two's complement.
+        timer_puts: vec![
+            t(0, 1000, "c"),
+            t(0, -5, "a"),
+            t(0, 3, "b"),
+            t(0, 3, "a"),
+            t(1, 2, "z"),
+            t(-1, 1, "y"),
+        ],
+        meta_puts: vec![("watermark".into(), 77)],
+        ..Commit::default()
+    })
+    .expect("commit");
+    let all = s.timers_from(0, i64::MIN, 10).expect("timers");
+    assert_eq!(
+        all,
+        vec![t(0, -5, "a"), t(0, 3, "a"), t(0, 3, "b"), t(0, 1000, "c")]
+    );
+    assert_eq!(
+        s.timers_from(0, 4, 10).expect("timers"),
+        vec![t(0, 1000, "c")]
+    );
+    assert_eq!(s.timers_from(0, i64::MIN, 1).expect("timers").len(), 1);
+    assert_eq!(
+        s.timers_from(1, i64::MIN, 10).expect("timers"),
+        vec![t(1, 2, "z")]
+    );
+    assert_eq!(
+        s.timers_from(-1, i64::MIN, 10).expect("timers"),
+        vec![t(-1, 1, "y")]
+    );
+    s.commit(&Commit {
+        timer_deletes: vec![t(0, 3, "a")],
+        ..Commit::default()
+    })
+    .expect("commit");
+    assert_eq!(s.timers_from(0, i64::MIN, 10).expect("timers").len(), 3);
+    assert_eq!(s.meta("watermark").expect("meta"), Some(77));
+    assert_eq!(s.meta("other").expect("meta"), None);
 }

@@ -24,6 +24,11 @@ pub struct Commit {
     /// (sequence number, record); sequence numbers only grow.
     pub outbox_puts: Vec<(u64, Vec<u8>)>,
     pub outbox_deletes: Vec<u64>,
+    /// Durable timers to add and remove.
+    pub timer_puts: Vec<Timer>,
+    pub timer_deletes: Vec<Timer>,
+    /// Small named values (e.g. the event-time watermark).
+    pub meta_puts: Vec<(String, i64)>,
 }
 
 impl Commit {
@@ -33,7 +38,19 @@ impl Commit {
             && self.offsets.is_empty()
             && self.outbox_puts.is_empty()
             && self.outbox_deletes.is_empty()
+            && self.timer_puts.is_empty()
+            && self.timer_deletes.is_empty()
+            && self.meta_puts.is_empty()
     }
+}
+
+/// A durable timer: `key` (a customer) needs attention at event time `due` on input `partition`.
+/// Timers are ordered by partition, then due time, then key.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timer {
+    pub partition: i32,
+    pub due: i64,
+    pub key: Vec<u8>,
 }
 
 /// A store failure, classified by what the caller should do.
@@ -67,11 +84,51 @@ pub trait StateStore: Send {
     /// Makes every commit so far survive power loss (not only a process crash).
     fn sync(&self) -> Result<(), StoreError>;
 
+    /// Timers of `partition` due at or after `from`, earliest first, at most `limit`.
+    fn timers_from(
+        &self,
+        partition: i32,
+        from: i64,
+        limit: usize,
+    ) -> Result<Vec<Timer>, StoreError>;
+
+    /// A named value written with `meta_puts`.
+    fn meta(&self, name: &str) -> Result<Option<i64>, StoreError>;
+
     /// Approximate bytes on disk (0 for the in-memory store).
     fn size_bytes(&self) -> u64;
 
     /// Rewrites the state range `[from, to)` so deleted values leave the files.
     fn compact_state_range(&self, from: &[u8], to: &[u8]) -> Result<(), StoreError>;
+}
+
+/// Timer keys sort by partition, then due time: flipping the sign bit makes big-endian bytes
+/// order like the signed numbers.
+fn timer_prefix(partition: i32, due: i64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(12);
+    out.extend_from_slice(&((partition as u32) ^ (1 << 31)).to_be_bytes());
+    out.extend_from_slice(&((due as u64) ^ (1 << 63)).to_be_bytes());
+    out
+}
+
+fn timer_key(t: &Timer) -> Vec<u8> {
+    let mut out = timer_prefix(t.partition, t.due);
+    out.extend_from_slice(&t.key);
+    out
+}
+
+fn parse_timer_key(raw: &[u8]) -> Option<Timer> {
+    let (partition, rest) = raw.split_first_chunk::<4>()?;
+    let (due, key) = rest.split_first_chunk::<8>()?;
+    Some(Timer {
+        partition: (u32::from_be_bytes(*partition) ^ (1 << 31)) as i32,
+        due: (u64::from_be_bytes(*due) ^ (1 << 63)) as i64,
+        key: key.to_vec(),
+    })
+}
+
+fn meta_key(name: &str) -> Vec<u8> {
+    format!("meta/{name}").into_bytes()
 }
 
 fn offset_key(topic: &str, partition: i32) -> Vec<u8> {

@@ -1,8 +1,8 @@
 //! An in-memory store: the reference the RocksDB store is checked against, and a fast store for
 //! unit tests. Not durable.
 
-use crate::{offset_key, Commit, StateStore, StoreError};
-use std::collections::BTreeMap;
+use crate::{meta_key, offset_key, Commit, StateStore, StoreError, Timer};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 
 #[derive(Debug, Default)]
@@ -10,6 +10,7 @@ struct Inner {
     state: BTreeMap<Vec<u8>, Vec<u8>>,
     meta: BTreeMap<Vec<u8>, i64>,
     outbox: BTreeMap<u64, Vec<u8>>,
+    timers: BTreeSet<Timer>,
 }
 
 #[derive(Debug, Default)]
@@ -56,6 +57,15 @@ impl StateStore for MemoryStore {
         for seq in &c.outbox_deletes {
             inner.outbox.remove(seq);
         }
+        for t in &c.timer_deletes {
+            inner.timers.remove(t);
+        }
+        for t in &c.timer_puts {
+            inner.timers.insert(t.clone());
+        }
+        for (name, v) in &c.meta_puts {
+            inner.meta.insert(meta_key(name), *v);
+        }
         Ok(())
     }
 
@@ -74,6 +84,31 @@ impl StateStore for MemoryStore {
 
     fn sync(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+
+    fn timers_from(
+        &self,
+        partition: i32,
+        from: i64,
+        limit: usize,
+    ) -> Result<Vec<Timer>, StoreError> {
+        let start = Timer {
+            partition,
+            due: from,
+            key: Vec::new(),
+        };
+        Ok(self
+            .lock()
+            .timers
+            .range(start..)
+            .take_while(|t| t.partition == partition)
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
+    fn meta(&self, name: &str) -> Result<Option<i64>, StoreError> {
+        Ok(self.lock().meta.get(&meta_key(name)).copied())
     }
 
     fn size_bytes(&self) -> u64 {

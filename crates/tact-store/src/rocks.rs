@@ -1,7 +1,10 @@
 //! The RocksDB store. Three column families: `state` (customer id -> encoded state), `meta`
 //! (applied offsets) and `outbox` (big-endian sequence -> record), written through one WriteBatch.
 
-use crate::{offset_key, Commit, StateStore, StoreError};
+use crate::{
+    meta_key, offset_key, parse_timer_key, timer_key, timer_prefix, Commit, StateStore, StoreError,
+    Timer,
+};
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, ErrorKind, IteratorMode,
     Options, WriteBatch, WriteOptions, DB,
@@ -11,6 +14,7 @@ use std::path::Path;
 const CF_STATE: &str = "state";
 const CF_META: &str = "meta";
 const CF_OUTBOX: &str = "outbox";
+const CF_TIMERS: &str = "timers";
 
 /// Tuning that matters in production; everything else keeps RocksDB's defaults (including the
 /// WAL recovery mode, which tolerates a torn last record after `kill -9`).
@@ -70,7 +74,8 @@ fn descriptors(opts: &RocksOptions) -> Vec<ColumnFamilyDescriptor> {
     vec![
         ColumnFamilyDescriptor::new(CF_STATE, state),
         ColumnFamilyDescriptor::new(CF_META, small.clone()),
-        ColumnFamilyDescriptor::new(CF_OUTBOX, small),
+        ColumnFamilyDescriptor::new(CF_OUTBOX, small.clone()),
+        ColumnFamilyDescriptor::new(CF_TIMERS, small),
     ]
 }
 
@@ -125,7 +130,7 @@ impl RocksStore {
 
     /// Flushes memtables to files (used before inspecting raw files and by erasure).
     pub fn flush(&self) -> Result<(), StoreError> {
-        for name in [CF_STATE, CF_META, CF_OUTBOX] {
+        for name in [CF_STATE, CF_META, CF_OUTBOX, CF_TIMERS] {
             self.db.flush_cf(self.cf(name)?).map_err(classify)?;
         }
         Ok(())
@@ -166,7 +171,12 @@ impl StateStore for RocksStore {
     }
 
     fn commit(&self, c: &Commit) -> Result<(), StoreError> {
-        let (state, meta, outbox) = (self.cf(CF_STATE)?, self.cf(CF_META)?, self.cf(CF_OUTBOX)?);
+        let (state, meta, outbox, timers) = (
+            self.cf(CF_STATE)?,
+            self.cf(CF_META)?,
+            self.cf(CF_OUTBOX)?,
+            self.cf(CF_TIMERS)?,
+        );
         let mut batch = WriteBatch::default();
         for (k, v) in &c.state_puts {
             batch.put_cf(state, k, v);
@@ -182,6 +192,15 @@ impl StateStore for RocksStore {
         }
         for seq in &c.outbox_deletes {
             batch.delete_cf(outbox, seq.to_be_bytes());
+        }
+        for t in &c.timer_deletes {
+            batch.delete_cf(timers, timer_key(t));
+        }
+        for t in &c.timer_puts {
+            batch.put_cf(timers, timer_key(t), []);
+        }
+        for (name, v) in &c.meta_puts {
+            batch.put_cf(meta, meta_key(name), v.to_be_bytes());
         }
         self.db.write_opt(batch, &self.write).map_err(classify)
     }
@@ -218,8 +237,42 @@ impl StateStore for RocksStore {
         self.db.flush_wal(true).map_err(classify)
     }
 
+    fn timers_from(
+        &self,
+        partition: i32,
+        from: i64,
+        limit: usize,
+    ) -> Result<Vec<Timer>, StoreError> {
+        let mut out = Vec::new();
+        let start = timer_prefix(partition, from);
+        let mode = IteratorMode::From(&start, rocksdb::Direction::Forward);
+        for item in self.db.iterator_cf(self.cf(CF_TIMERS)?, mode) {
+            let (k, _) = item.map_err(classify)?;
+            let timer = parse_timer_key(&k)
+                .ok_or_else(|| StoreError::Fatal("timer key is corrupt".into()))?;
+            if timer.partition != partition || out.len() >= limit {
+                break;
+            }
+            out.push(timer);
+        }
+        Ok(out)
+    }
+
+    fn meta(&self, name: &str) -> Result<Option<i64>, StoreError> {
+        let raw = self
+            .db
+            .get_cf(self.cf(CF_META)?, meta_key(name))
+            .map_err(classify)?;
+        raw.map(|v| {
+            <[u8; 8]>::try_from(v.as_slice())
+                .map(i64::from_be_bytes)
+                .map_err(|_| StoreError::Fatal(format!("meta value {name} is corrupt")))
+        })
+        .transpose()
+    }
+
     fn size_bytes(&self) -> u64 {
-        [CF_STATE, CF_META, CF_OUTBOX]
+        [CF_STATE, CF_META, CF_OUTBOX, CF_TIMERS]
             .iter()
             .filter_map(|name| {
                 let cf = self.db.cf_handle(name)?;

@@ -1,5 +1,8 @@
 use super::*;
+use crate::decision::Gate;
 use crate::event::{Item, PreferencesUpdate};
+use crate::gates::consent;
+use crate::policy::ConsentRegime;
 use proptest::prelude::*;
 
 const MIN: i64 = 60_000;
@@ -53,13 +56,13 @@ fn grant(state: &mut CustomerState, granted: bool) {
             source: "banner".into(),
             expires_at: None,
         }),
-        &Policy::default(),
+        &Rules::default(),
     );
 }
 
 #[test]
 fn returning_customer_after_the_gap_is_welcomed_back_once() {
-    let policy = Policy::default();
+    let policy = Rules::default();
     let mut s = CustomerState::default();
     assert!(
         apply_event(&mut s, &ev("e1", "s1", 0, EventKind::PageView), &policy)
@@ -81,7 +84,7 @@ fn returning_customer_after_the_gap_is_welcomed_back_once() {
 
 #[test]
 fn a_new_session_id_within_the_gap_is_not_a_return() {
-    let policy = Policy::default();
+    let policy = Rules::default();
     let mut s = CustomerState::default();
     apply_event(&mut s, &ev("e1", "s1", 0, EventKind::PageView), &policy);
     let out = apply_event(&mut s, &ev("e2", "s2", 5, EventKind::PageView), &policy);
@@ -91,7 +94,7 @@ fn a_new_session_id_within_the_gap_is_not_a_return() {
 
 #[test]
 fn opted_out_returning_customer_gets_a_plain_welcome_back_and_no_recommendation() {
-    let policy = Policy::default();
+    let policy = Rules::default();
     let mut s = CustomerState::default();
     grant(&mut s, false);
     for (i, p) in ["p1", "p2", "p3"].iter().enumerate() {
@@ -111,14 +114,19 @@ fn opted_out_returning_customer_gets_a_plain_welcome_back_and_no_recommendation(
         all.decisions.extend(o.decisions);
         all.suppressed.extend(o.suppressed);
     }
-    assert_eq!(all.decisions.len(), 1, "{:?}", all.decisions);
+    assert_eq!(all.decisions.len(), 1, "{:#?}", all.decisions);
     let welcome = &all.decisions[0];
     assert_eq!(welcome.kind, DecisionKind::WelcomeBack);
     assert!(!welcome.personalized);
     assert!(welcome.items.is_empty());
-    assert_eq!(all.suppressed.len(), 1);
-    assert_eq!(all.suppressed[0].gate, Gate::Consent);
-    assert_eq!(all.suppressed[0].reason_code, "consent_denied");
+    let recs: Vec<_> = all
+        .suppressed
+        .iter()
+        .filter(|x| x.kind == DecisionKind::Recommendation)
+        .collect();
+    assert_eq!(recs.len(), 1);
+    assert_eq!(recs[0].gate, Gate::Consent);
+    assert_eq!(recs[0].reason_code, "consent_denied");
     assert!(
         s.interests.is_empty(),
         "no long-term memory without consent"
@@ -127,7 +135,7 @@ fn opted_out_returning_customer_gets_a_plain_welcome_back_and_no_recommendation(
 
 #[test]
 fn consenting_customer_gets_a_recommendation_from_viewed_products_once_per_session() {
-    let policy = Policy::default();
+    let policy = Rules::default();
     let mut s = CustomerState::default();
     grant(&mut s, true);
     let mut decisions = vec![];
@@ -152,7 +160,7 @@ fn consenting_customer_gets_a_recommendation_from_viewed_products_once_per_sessi
 
 #[test]
 fn interests_span_sessions_only_with_consent() {
-    let policy = Policy::default();
+    let policy = Rules::default();
     let mut s = CustomerState::default();
     grant(&mut s, true);
     apply_event(&mut s, &view("e1", "s1", 0, "shoes", "p1"), &policy);
@@ -167,7 +175,7 @@ fn interests_span_sessions_only_with_consent() {
 
 #[test]
 fn gift_purchases_do_not_feed_the_buyers_interests() {
-    let policy = Policy::default();
+    let policy = Rules::default();
     let mut s = CustomerState::default();
     grant(&mut s, true);
     let mut purchase = ev("e1", "s1", 0, EventKind::Purchase);
@@ -184,7 +192,7 @@ fn gift_purchases_do_not_feed_the_buyers_interests() {
 
 #[test]
 fn suggestions_off_and_exclusions_suppress_recommendations_with_the_override_gate() {
-    let policy = Policy::default();
+    let policy = Rules::default();
     for update in [
         PreferencesUpdate {
             suggestions_enabled: Some(false),
@@ -209,14 +217,19 @@ fn suggestions_off_and_exclusions_suppress_recommendations_with_the_override_gat
             out.suppressed.extend(o.suppressed);
         }
         assert!(out.decisions.is_empty());
-        assert_eq!(out.suppressed.len(), 1);
-        assert_eq!(out.suppressed[0].gate, Gate::CustomerOverride);
+        let recs: Vec<_> = out
+            .suppressed
+            .iter()
+            .filter(|x| x.kind == DecisionKind::Recommendation)
+            .collect();
+        assert_eq!(recs.len(), 1);
+        assert_eq!(recs[0].gate, Gate::CustomerOverride);
     }
 }
 
 #[test]
 fn private_category_traces_are_deleted_and_not_recorded_again() {
-    let policy = Policy::default();
+    let policy = Rules::default();
     let mut s = CustomerState::default();
     grant(&mut s, true);
     apply_event(&mut s, &view("e1", "s1", 0, "health", "p1"), &policy);
@@ -239,7 +252,7 @@ fn private_category_traces_are_deleted_and_not_recorded_again() {
 
 #[test]
 fn erase_forgets_everything() {
-    let policy = Policy::default();
+    let policy = Rules::default();
     let mut s = CustomerState::default();
     grant(&mut s, true);
     apply_event(&mut s, &view("e1", "s1", 0, "shoes", "p1"), &policy);
@@ -254,7 +267,7 @@ fn erase_forgets_everything() {
 
 #[test]
 fn unknown_event_types_are_tolerated_and_keep_the_session_alive() {
-    let policy = Policy::default();
+    let policy = Rules::default();
     let mut s = CustomerState::default();
     apply_event(&mut s, &ev("e1", "s1", 0, EventKind::PageView), &policy);
     let out = apply_event(
@@ -272,7 +285,7 @@ fn unknown_event_types_are_tolerated_and_keep_the_session_alive() {
 
 #[test]
 fn the_same_input_yields_the_same_decision_ids() {
-    let policy = Policy::default();
+    let policy = Rules::default();
     let run = || {
         let mut s = CustomerState::default();
         grant(&mut s, true);
@@ -304,7 +317,7 @@ proptest! {
         granted in any::<bool>(),
         events in proptest::collection::vec(arb_event(), 1..60),
     ) {
-        let policy = Policy { max_tracked_categories: 2, max_recent_products: 3, ..Policy::default() };
+        let policy = Rules { policy: Policy { max_tracked_categories: 2, max_recent_products: 3, ..Policy::default() }, ..Rules::default() };
         let mut s = CustomerState::default();
         let mut minute = 0i64;
         for (i, (kind, cat, session, gap)) in events.iter().enumerate() {
@@ -317,7 +330,7 @@ proptest! {
             let mut e = ev(&format!("e{i}"), &format!("s{session}"), minute, kind);
             e.category = Some(format!("cat{cat}"));
             e.product_id = Some(format!("p{}", i % 5));
-            let consented = personalization_granted(&s, &policy, e.event_time);
+            let consented = consent(&s, Purpose::Personalization, Channel::OnSite, ConsentRegime::OptIn, e.event_time) == ConsentAnswer::Granted;
             let out = apply_event(&mut s, &e, &policy);
             for d in &out.decisions {
                 if !consented {

@@ -89,8 +89,13 @@ fn batch() -> Vec<Input> {
 fn a_batch_writes_state_offsets_and_decisions_in_one_commit() {
     let mut e = engine();
     let out = e.process(batch(), vec![]).expect("process");
-    assert_eq!(out.records.len(), 1);
-    let decision = decode_decision(&out.records[0].1.payload).expect("decision");
+    let decisions: Vec<_> = out
+        .records
+        .iter()
+        .filter(|(_, r)| r.topic == "decisions")
+        .collect();
+    assert_eq!(decisions.len(), 1);
+    let decision = decode_decision(&decisions[0].1.payload).expect("decision");
     assert_eq!(decision.kind, "RECOMMENDATION");
     assert_eq!(decision.items, ["p2", "p1", "p0"]);
     let store = e.store();
@@ -101,8 +106,8 @@ fn a_batch_writes_state_offsets_and_decisions_in_one_commit() {
     );
     assert_eq!(
         store.pending_outbox().expect("outbox").len(),
-        1,
-        "the decision is durable before it is produced"
+        out.records.len(),
+        "every record is durable before it is produced"
     );
 }
 
@@ -166,4 +171,92 @@ fn erase_deletes_the_stored_state() {
     e.process(vec![input(Source::ProfileCommands, 1, erase)], vec![])
         .expect("erase");
     assert_eq!(e.store().multi_get(&[b"c1"]).expect("get"), vec![None]);
+}
+
+fn cart(id: &str, customer: &str, minute: i64) -> Vec<u8> {
+    let ev = ClickEvent {
+        event_id: id.into(),
+        customer_id: customer.into(),
+        session_id: "s-cart".into(),
+        event_time: Timestamp(T0 + minute * 60_000),
+        kind: tact_core::EventKind::AddToCart,
+        page: None,
+        category: Some("shoes".into()),
+        product_id: Some("boot-1".into()),
+        search_query: None,
+        search_results: None,
+        scroll_depth: None,
+        dwell_ms: None,
+        items: vec![],
+        gift: false,
+        decision_id: None,
+        suggestion_kind: None,
+        gpc: false,
+    };
+    encode_click(&ev, InputFormat::AvroConfluent, 1)
+}
+
+fn marketing(customer: &str) -> Vec<u8> {
+    encode_command(
+        &ProfileCommand {
+            command_id: "m".into(),
+            customer_id: customer.into(),
+            issued_at: Timestamp(T0),
+            body: CommandBody::SetConsent {
+                purpose: Purpose::Marketing,
+                channel: None,
+                granted: true,
+                source: "test".into(),
+                expires_at: None,
+            },
+        },
+        InputFormat::Json,
+        0,
+    )
+}
+
+#[test]
+fn an_abandoned_cart_is_nudged_once_when_other_customers_event_time_passes_its_due_time() {
+    let mut e = engine();
+    // Customer c1 adds to cart at 09:00 local (UTC) and goes quiet.
+    e.process(
+        vec![
+            input(Source::ProfileCommands, 0, marketing("c1")),
+            input(Source::Clickstream, 0, cart("e-cart", "c1", 9 * 60)),
+        ],
+        vec![],
+    )
+    .expect("cart");
+    // Another customer's event 3 hours later moves event time past the 2-hour abandonment mark.
+    let mut later = input(
+        Source::Clickstream,
+        1,
+        click("e-other", "c2", 12 * 60, "books", "b1"),
+    );
+    later.key = Some(b"c2".to_vec());
+    let out = e.process(vec![later], vec![]).expect("later");
+    let nudges: Vec<_> = out
+        .records
+        .iter()
+        .filter(|(_, r)| r.topic == "decisions")
+        .map(|(_, r)| decode_decision(&r.payload).expect("decision"))
+        .filter(|d| d.kind == "OUTBOUND_NUDGE")
+        .collect();
+    assert_eq!(nudges.len(), 1, "{nudges:?}");
+    assert_eq!(nudges[0].customer_id, "c1");
+    assert_eq!(nudges[0].channel, "EMAIL");
+    assert_eq!(nudges[0].cause_event_id, "e-cart");
+    assert_eq!(nudges[0].items, ["boot-1"]);
+    // The nudge is not repeated by later event time.
+    let mut even_later = input(
+        Source::Clickstream,
+        2,
+        click("e-other2", "c2", 20 * 60, "books", "b2"),
+    );
+    even_later.key = Some(b"c2".to_vec());
+    let out = e.process(vec![even_later], vec![]).expect("even later");
+    assert!(out
+        .records
+        .iter()
+        .all(|(_, r)| decode_decision(&r.payload).map_or(true, |d| d.kind != "OUTBOUND_NUDGE")));
 }

@@ -1,0 +1,338 @@
+//! The gate chain. Every candidate passes the gates in this order; the first that stops it names
+//! itself and its reason, which goes to the audit topic and a metric.
+//!
+//! 1 consent, 2 sensitivity, 3 customer overrides, 4 context, 5 fatigue, 6 quiet hours, 7 holdout.
+
+use crate::decision::{Channel, DecisionKind, Gate, Reason};
+use crate::event::Purpose;
+use crate::id::stable_id;
+use crate::policy::{parse_hhmm, ConsentRegime, Policy, Tier, Window};
+use crate::state::{ConsentRecord, CustomerState};
+use crate::time::Timestamp;
+use chrono::{TimeZone, Timelike};
+
+/// What a candidate rests on; decides what the context gate allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Evidence {
+    /// The customer told us (preferences, survey).
+    Stated,
+    /// An explicit high-intent act: items added to a cart, a request to be told.
+    Explicit,
+    /// Behaviour in the current session (struggle signals).
+    InSession,
+    /// Browsing alone. Never enough for outbound contact.
+    Browsing,
+}
+
+/// A decision the core proposes, before the gates.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Candidate {
+    pub kind: DecisionKind,
+    pub channel: Channel,
+    /// Distinguishes candidates of one kind from one cause (a category, a detector).
+    pub subject: String,
+    pub personalized: bool,
+    pub items: Vec<String>,
+    pub reasons: Vec<Reason>,
+    pub evidence: Evidence,
+    /// Categories the candidate draws on (for the sensitivity gate).
+    pub categories: Vec<String>,
+    /// Drawn only from the current session.
+    pub in_session: bool,
+}
+
+/// Why a gate stopped a candidate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stop {
+    pub gate: Gate,
+    pub reason: &'static str,
+    pub detail: String,
+}
+
+fn stop(gate: Gate, reason: &'static str, detail: impl Into<String>) -> Result<(), Stop> {
+    Err(Stop {
+        gate,
+        reason,
+        detail: detail.into(),
+    })
+}
+
+/// The consent answer for one purpose on one channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConsentAnswer {
+    Granted,
+    Denied {
+        reason_code: &'static str,
+        detail: String,
+    },
+}
+
+/// Looks up consent for `purpose` on `channel`: a live channel-specific record beats a
+/// purpose-wide one; with no live record the regime decides. Marketing always needs an explicit
+/// grant, and any objection to marketing (including a Global Privacy Control signal) is absolute.
+pub fn consent(
+    state: &CustomerState,
+    purpose: Purpose,
+    channel: Channel,
+    regime: ConsentRegime,
+    now: Timestamp,
+) -> ConsentAnswer {
+    let live = |r: &&ConsentRecord| r.purpose == purpose && r.expires_at.is_none_or(|t| t > now);
+    let applies = |r: &&ConsentRecord| r.channel.is_none() || r.channel == Some(channel);
+    let denied = |r: &ConsentRecord| ConsentAnswer::Denied {
+        reason_code: if r.source == crate::engine::GPC_SOURCE {
+            "gpc_opt_out"
+        } else {
+            "consent_denied"
+        },
+        detail: format!("the customer declined {} ({})", purpose.as_str(), r.source),
+    };
+    if purpose == Purpose::Marketing {
+        if let Some(objection) = state
+            .consents
+            .iter()
+            .filter(live)
+            .filter(applies)
+            .find(|r| !r.granted)
+        {
+            return denied(objection);
+        }
+    }
+    let record = state
+        .consents
+        .iter()
+        .filter(live)
+        .find(|r| r.channel == Some(channel))
+        .or_else(|| {
+            state
+                .consents
+                .iter()
+                .filter(live)
+                .find(|r| r.channel.is_none())
+        });
+    match record {
+        Some(r) if r.granted => ConsentAnswer::Granted,
+        Some(r) => denied(r),
+        None if regime == ConsentRegime::OptOut && purpose != Purpose::Marketing => {
+            ConsentAnswer::Granted
+        }
+        None => ConsentAnswer::Denied {
+            reason_code: "consent_missing",
+            detail: format!("no consent to {} on record", purpose.as_str()),
+        },
+    }
+}
+
+/// The purpose a candidate needs consent for; `None` for a plain (non-personalized) greeting.
+pub fn purpose_of(c: &Candidate) -> Option<Purpose> {
+    match c.kind {
+        DecisionKind::WelcomeBack if !c.personalized => None,
+        DecisionKind::WelcomeBack
+        | DecisionKind::Recommendation
+        | DecisionKind::CompatibleAccessory => Some(Purpose::Personalization),
+        DecisionKind::ProactiveHelp => Some(Purpose::ProactiveChat),
+        DecisionKind::OutboundNudge | DecisionKind::NewRelease => Some(Purpose::Marketing),
+        DecisionKind::GiftReminder => Some(Purpose::Reminders),
+    }
+}
+
+/// True for customers in the holdout group: a stable draw from the customer id and the salt.
+pub fn in_holdout(customer_id: &str, policy: &Policy) -> bool {
+    if policy.holdout.share <= 0.0 {
+        return false;
+    }
+    let id = stable_id("h", &[&policy.holdout.salt, customer_id]);
+    let bucket = u64::from_str_radix(&id[2..10], 16).unwrap_or(0) % 10_000;
+    (bucket as f64) < policy.holdout.share * 10_000.0
+}
+
+/// True when `now` falls in the quiet hours of the customer's (or the default) time zone.
+pub fn in_quiet_hours(state: &CustomerState, policy: &Policy, now: Timestamp) -> bool {
+    let q = &policy.quiet_hours;
+    let (Some(start), Some(end)) = (parse_hhmm(&q.start), parse_hhmm(&q.end)) else {
+        return false;
+    };
+    let zone = state
+        .preferences
+        .time_zone
+        .as_deref()
+        .and_then(|z| z.parse::<chrono_tz::Tz>().ok())
+        .or_else(|| q.default_time_zone.parse::<chrono_tz::Tz>().ok())
+        .unwrap_or(chrono_tz::UTC);
+    let Some(local) = zone.timestamp_millis_opt(now.millis()).single() else {
+        return false;
+    };
+    let minute = local.hour() * 60 + local.minute();
+    if start <= end {
+        (start..end).contains(&minute)
+    } else {
+        minute >= start || minute < end
+    }
+}
+
+fn window_ms(w: Window) -> i64 {
+    match w {
+        Window::Session => i64::MAX,
+        Window::Day => 24 * 3_600_000,
+        Window::Week => 7 * 24 * 3_600_000,
+    }
+}
+
+/// Runs the chain. `Ok` means emit.
+pub fn check(
+    state: &CustomerState,
+    c: &Candidate,
+    customer_id: &str,
+    policy: &Policy,
+    now: Timestamp,
+) -> Result<(), Stop> {
+    // 1. Consent.
+    if let Some(purpose) = purpose_of(c) {
+        if let ConsentAnswer::Denied {
+            reason_code,
+            detail,
+        } = consent(state, purpose, c.channel, policy.consent_regime, now)
+        {
+            return stop(Gate::Consent, reason_code, detail);
+        }
+    }
+    // 2. Sensitivity.
+    for category in &c.categories {
+        match policy.tier(category) {
+            Tier::NeverRemember => {
+                return stop(Gate::Sensitivity, "never_remember_category", "draws on a category tact never remembers per person")
+            }
+            Tier::SessionOnly if c.channel.is_outbound() || !c.in_session => {
+                return stop(
+                    Gate::Sensitivity,
+                    "session_only_category",
+                    "draws on a sensitive category usable only inside the session, never for outbound contact",
+                )
+            }
+            _ => {}
+        }
+    }
+    // 3. The customer's own switches.
+    let prefs = &state.preferences;
+    let is_suggestion = !matches!(
+        c.kind,
+        DecisionKind::WelcomeBack | DecisionKind::ProactiveHelp
+    );
+    if is_suggestion && prefs.suggestions_enabled == Some(false) {
+        return stop(
+            Gate::CustomerOverride,
+            "suggestions_off",
+            "the customer turned suggestions off",
+        );
+    }
+    if prefs.disabled_kinds.contains(&c.kind) {
+        return stop(
+            Gate::CustomerOverride,
+            "kind_disabled",
+            format!("the customer turned off {}", c.kind.as_str()),
+        );
+    }
+    if prefs.disabled_channels.contains(&c.channel) {
+        return stop(
+            Gate::CustomerOverride,
+            "channel_disabled",
+            format!("the customer turned off the {} channel", c.channel.as_str()),
+        );
+    }
+    if let Some(cat) = c
+        .categories
+        .iter()
+        .find(|cat| prefs.excluded_categories.contains(cat))
+    {
+        return stop(
+            Gate::CustomerOverride,
+            "category_excluded",
+            format!("the customer excluded {cat}"),
+        );
+    }
+    if c.categories
+        .iter()
+        .any(|cat| prefs.private_categories.contains(cat))
+    {
+        return stop(
+            Gate::CustomerOverride,
+            "category_private",
+            "the customer asked us not to remember this category",
+        );
+    }
+    // 4. Context: browsing is session-scoped; outbound contact needs explicit intent.
+    if c.channel.is_outbound() && !matches!(c.evidence, Evidence::Explicit | Evidence::Stated) {
+        return stop(
+            Gate::Context,
+            "browsing_only",
+            "browsing alone is never a reason to contact someone",
+        );
+    }
+    if c.kind == DecisionKind::ProactiveHelp {
+        let events = state.session.as_ref().map_or(0, |s| s.events);
+        if events < policy.proactive_help.min_session_events {
+            return stop(
+                Gate::Context,
+                "too_early",
+                format!("only {events} event(s) into the session"),
+            );
+        }
+    }
+    // 5. Fatigue: back-off after dismissals, then caps.
+    if let Some(b) = state
+        .backoff
+        .iter()
+        .find(|b| b.kind == c.kind && now < b.until)
+    {
+        return stop(
+            Gate::Fatigue,
+            "backoff_after_dismissal",
+            format!(
+                "dismissed {} time(s); quiet until {}",
+                b.dismissals,
+                b.until.millis()
+            ),
+        );
+    }
+    let session_id = state.session.as_ref().map(|s| s.id.as_str());
+    for cap in &policy.fatigue.caps {
+        if cap.kind.is_some_and(|k| k != c.kind) || cap.channel.is_some_and(|ch| ch != c.channel) {
+            continue;
+        }
+        let used = state
+            .history
+            .iter()
+            .filter(|e| {
+                cap.kind.is_none_or(|k| k == e.kind) && cap.channel.is_none_or(|ch| ch == e.channel)
+            })
+            .filter(|e| match cap.per {
+                Window::Session => session_id.is_some() && e.session_id.as_deref() == session_id,
+                w => now.since(e.at) < window_ms(w),
+            })
+            .count();
+        if used >= cap.max as usize {
+            return stop(
+                Gate::Fatigue,
+                "cap_reached",
+                format!("{used} already this {:?}", cap.per).to_lowercase(),
+            );
+        }
+    }
+    // 6. Quiet hours for outbound channels.
+    if policy.quiet_hours.channels.contains(&c.channel) && in_quiet_hours(state, policy, now) {
+        return stop(
+            Gate::QuietHours,
+            "quiet_hours",
+            "it is quiet hours where the customer is",
+        );
+    }
+    // 7. Holdout: measured against, never personalized.
+    if (c.personalized || c.kind != DecisionKind::WelcomeBack) && in_holdout(customer_id, policy) {
+        return stop(
+            Gate::Holdout,
+            "holdout_group",
+            "the customer is in the holdout group that measures whether decisions help",
+        );
+    }
+    Ok(())
+}
