@@ -509,10 +509,17 @@ struct CatalogFile {
 pub fn load_catalog(path: &Path) -> Result<Catalog, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let file: CatalogFile =
-        toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-    Catalog::new(file.product).map_err(|e| format!("{}: {e}", path.display()))
+    parse_catalog(&text).map_err(|e| format!("{}: {e}", path.display()))
 }
+
+/// Parses catalog TOML text.
+pub fn parse_catalog(text: &str) -> Result<Catalog, String> {
+    let file: CatalogFile = toml::from_str(text).map_err(|e| e.to_string())?;
+    Catalog::new(file.product)
+}
+
+/// The example catalog shipped in deploy/ (used by `tact demo`).
+pub const EXAMPLE_CATALOG: &str = include_str!("../../../deploy/catalog.example.toml");
 
 fn require(problems: &mut Vec<String>, ok: bool, msg: &str) {
     if !ok {

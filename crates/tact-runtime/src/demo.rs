@@ -53,6 +53,10 @@ pub fn run_demo(
             .map_err(|e| PipelineError::Setup(format!("cannot create topic {topic}: {e}")))?;
     }
     settings.kafka.bootstrap_servers = cluster.bootstrap_servers();
+    if settings.rules.catalog.is_empty() {
+        settings.rules.catalog = crate::config::parse_catalog(crate::config::EXAMPLE_CATALOG)
+            .map_err(|e| PipelineError::Setup(format!("the example catalog is invalid: {e}")))?;
+    }
     let temp;
     settings.state_dir = match &opts.state_dir {
         Some(dir) => dir.clone(),

@@ -21,6 +21,16 @@ const CATEGORIES: [&str; 10] = [
     "children_books",
 ];
 
+/// Where a browser's eye wanders next: accessories of what they like.
+fn companion(category: &'static str) -> &'static str {
+    match category {
+        "widgetizers" => "widgets",
+        "bread_makers" => "kitchen",
+        "toys" => "children_books",
+        other => other,
+    }
+}
+
 /// One generated input record.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Generated {
@@ -132,9 +142,18 @@ impl Generator {
                     steps.push(Step::Product(fav, r.random_range(1..12)));
                 }
                 if r.random_bool(0.3) {
-                    let other = CATEGORIES[r.random_range(0..CATEGORIES.len())];
+                    let other = if r.random_bool(0.5) {
+                        companion(fav)
+                    } else {
+                        CATEGORIES[r.random_range(0..CATEGORIES.len())]
+                    };
                     steps.push(Step::Category(other));
                     steps.push(Step::Product(other, r.random_range(1..12)));
+                }
+                if r.random_bool(0.05) {
+                    // A sensitive category (never remembered per person under the shipped policy).
+                    steps.push(Step::Category("health"));
+                    steps.push(Step::Product("health", r.random_range(1..5)));
                 }
                 if r.random_bool(0.15) {
                     steps.push(Step::Dismiss);
@@ -159,12 +178,15 @@ impl Generator {
             }
             60..=84 => {
                 steps.push(Step::Category(fav));
-                let product = r.random_range(1..12);
+                let product = r.random_range(1..4);
                 steps.push(Step::Product(fav, product));
                 steps.push(Step::Product(fav, r.random_range(1..12)));
                 steps.push(Step::Cart(fav, product));
                 if r.random_bool(0.6) {
                     steps.push(Step::Purchase(fav, product, false));
+                } else {
+                    // Left in the cart: explicit intent, the only reason for an email.
+                    steps.push(Step::Page("/cart"));
                 }
             }
             85..=94 => {
@@ -207,19 +229,28 @@ impl Generator {
                     None
                 };
                 if let Some(granted) = granted {
-                    self.counter += 1;
-                    self.pending.push_back(Generated::Command(ProfileCommand {
-                        command_id: format!("cmd-{}-{}", self.cfg.seed, self.counter),
-                        customer_id: customer_id(customer),
-                        issued_at: Timestamp(self.clock),
-                        body: CommandBody::SetConsent {
-                            purpose: Purpose::Personalization,
-                            channel: None,
-                            granted,
-                            source: "consent_banner".into(),
-                            expires_at: None,
-                        },
-                    }));
+                    let mut purposes = vec![Purpose::Personalization];
+                    if granted && self.rng.random_bool(0.6) {
+                        purposes.push(Purpose::ProactiveChat);
+                    }
+                    if granted && self.rng.random_bool(0.4) {
+                        purposes.push(Purpose::Marketing);
+                    }
+                    for purpose in purposes {
+                        self.counter += 1;
+                        self.pending.push_back(Generated::Command(ProfileCommand {
+                            command_id: format!("cmd-{}-{}", self.cfg.seed, self.counter),
+                            customer_id: customer_id(customer),
+                            issued_at: Timestamp(self.clock),
+                            body: CommandBody::SetConsent {
+                                purpose,
+                                channel: None,
+                                granted,
+                                source: "consent_banner".into(),
+                                expires_at: None,
+                            },
+                        }));
+                    }
                 }
                 self.clock
             }

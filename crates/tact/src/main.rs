@@ -99,6 +99,11 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Work with decision policy files.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
     /// Print what tact stores about one customer (JSON), read-only.
     Inspect {
         #[arg(long)]
@@ -106,6 +111,12 @@ enum Command {
         #[arg(long)]
         customer: String,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum PolicyCommand {
+    /// Check a policy file: every problem with its key; exit 2 if any.
+    Check { file: PathBuf },
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -242,6 +253,9 @@ fn main() -> ExitCode {
             }
         },
         Command::Schemas { out } => cmd_schemas(out.as_deref()),
+        Command::Policy {
+            command: PolicyCommand::Check { file },
+        } => cmd_policy_check(&file),
         Command::Inspect {
             state_dir,
             customer,
@@ -441,6 +455,50 @@ fn print_summary(s: &RunSummary) {
             "  {} records stay in the outbox for the next run",
             s.unacknowledged_at_exit
         );
+    }
+}
+
+fn cmd_policy_check(file: &Path) -> ExitCode {
+    match tact_runtime::config::load_policy(file) {
+        Ok(p) => {
+            let tiers = |t: tact_core::Tier| {
+                p.sensitivity
+                    .categories
+                    .values()
+                    .filter(|x| **x == t)
+                    .count()
+            };
+            println!("{}: policy {:?} is valid", file.display(), p.version);
+            println!("  consent regime        {:?}", p.consent_regime);
+            println!(
+                "  sensitivity           {} never_remember, {} session_only categories (default {:?})",
+                tiers(tact_core::Tier::NeverRemember),
+                tiers(tact_core::Tier::SessionOnly),
+                p.sensitivity.default_tier
+            );
+            println!("  session gap           {} min", p.session_gap_minutes);
+            println!("  fatigue caps          {}", p.fatigue.caps.len());
+            println!(
+                "  back-off              {} h x{} per dismissal, max {} days",
+                p.fatigue.backoff_base_hours, p.fatigue.backoff_factor, p.fatigue.backoff_max_days
+            );
+            println!(
+                "  quiet hours           {}-{} on {:?} ({} when unknown)",
+                p.quiet_hours.start,
+                p.quiet_hours.end,
+                p.quiet_hours.channels,
+                p.quiet_hours.default_time_zone
+            );
+            println!("  holdout               {:.1}%", p.holdout.share * 100.0);
+            ExitCode::SUCCESS
+        }
+        Err(problems) => {
+            eprintln!("invalid policy:");
+            for p in problems {
+                eprintln!("  - {p}");
+            }
+            ExitCode::from(2)
+        }
     }
 }
 

@@ -120,3 +120,60 @@ fn a_missing_config_file_is_a_clear_error() {
         .to_string();
     assert!(text.contains("does not exist"), "{text}");
 }
+
+#[test]
+fn the_shipped_policy_file_is_valid_and_equal_to_the_embedded_default() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/policy.toml");
+    let from_file = load_policy(&path).expect("deploy/policy.toml is valid");
+    assert_eq!(
+        from_file,
+        Settings::load(None, &[]).expect("defaults").rules.policy
+    );
+    assert!(from_file
+        .sensitivity
+        .categories
+        .values()
+        .any(|t| *t == tact_core::Tier::NeverRemember));
+}
+
+#[test]
+fn a_policy_file_replaces_the_inline_policy_and_bad_files_name_the_key() {
+    let good = write("version = \"custom-7\"\n[holdout]\nshare = 0.1\n");
+    let f = write(&format!("[rules]\npolicy_file = {:?}\n", good.path()));
+    let s = Settings::load(Some(f.path()), &[]).expect("load");
+    assert_eq!(s.rules.policy.version, "custom-7");
+    assert!((s.rules.policy.holdout.share - 0.1).abs() < 1e-9);
+    assert!(
+        s.rules.policy.sensitivity.categories.is_empty(),
+        "a policy file is complete on its own"
+    );
+    let bad = write("[quiet_hours]\nstart = \"9pm\"\n[holdout]\nshare = 0.9\n");
+    let f = write(&format!("[rules]\npolicy_file = {:?}\n", bad.path()));
+    let text = Settings::load(Some(f.path()), &[]).unwrap_err().to_string();
+    assert!(
+        text.contains("quiet_hours.start") && text.contains("holdout.share"),
+        "{text}"
+    );
+}
+
+#[test]
+fn the_example_catalog_loads_and_indexes_compatibility() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/catalog.example.toml");
+    let f = write(&format!("[rules]\ncatalog_file = {:?}\n", path));
+    let s = Settings::load(Some(f.path()), &[]).expect("load");
+    let fits: Vec<_> = s
+        .rules
+        .catalog
+        .compatible_in("widgets", "widgetizers-2")
+        .map(|p| p.id.as_str())
+        .collect();
+    assert_eq!(fits, ["widgets-1", "widgets-2"]);
+    let dup = write(
+        "[[product]]\nid = \"a\"\ncategory = \"c\"\n[[product]]\nid = \"a\"\ncategory = \"c\"\n",
+    );
+    let f = write(&format!("[rules]\ncatalog_file = {:?}\n", dup.path()));
+    assert!(Settings::load(Some(f.path()), &[])
+        .unwrap_err()
+        .to_string()
+        .contains("listed twice"));
+}
