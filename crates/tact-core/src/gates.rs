@@ -170,6 +170,12 @@ pub fn in_quiet_hours(state: &CustomerState, policy: &Policy, now: Timestamp) ->
     }
 }
 
+/// A readable UTC time for reasons and audit details.
+fn utc(t: Timestamp) -> String {
+    chrono::DateTime::from_timestamp_millis(t.millis())
+        .map_or_else(|| t.millis().to_string(), |d| d.format("%Y-%m-%d %H:%M UTC").to_string())
+}
+
 fn window_ms(w: Window) -> i64 {
     match w {
         Window::Session => i64::MAX,
@@ -290,7 +296,7 @@ pub fn check(
             format!(
                 "dismissed {} time(s); quiet until {}",
                 b.dismissals,
-                b.until.millis()
+                utc(b.until)
             ),
         );
     }
