@@ -36,9 +36,15 @@ check-core:
 	@bad=$$(cargo tree -p tact-core -e normal --prefix none 2>/dev/null | grep -E '^(tokio|rdkafka|rdkafka-sys|rocksdb|librocksdb-sys) ' || true); \
 	if [ -n "$$bad" ]; then echo "tact-core depends on: $$bad"; exit 1; else echo "tact-core is pure (no tokio/rdkafka/rocksdb)"; fi
 
+## Throughput per CPU-second, as ratios against limits measured in the same run:
+## the engine against raw RocksDB (1M customers, warm state), then tact against a Quix Streams
+## peer end to end on one tansu broker. Release profile (a separate build from the tests').
 bench: test-deps
-	cargo build --release -p tact --bins
-	$(PYTHON) bench/e2e_bench.py --tact-bin $(TACT_RELEASE) $(BENCH_ARGS)
+	python3 -m pip install -q -r bench/requirements.txt
+	cargo build --release -p tact -p tact-bench
+	mkdir -p bench/results
+	$(CARGO_TARGET_DIR)/release/tact-bench --json bench/results/engine.json $(ENGINE_ARGS)
+	$(PYTHON) bench/e2e_bench.py --tact-bin $(TACT_RELEASE) --json bench/results/e2e.json $(BENCH_ARGS)
 
 lint:
 	cargo fmt --all --check
