@@ -100,6 +100,37 @@ pub struct ClickEvent {
     pub gpc: bool,
 }
 
+impl ClickEvent {
+    /// An event with the required fields; every optional field empty.
+    pub fn new(
+        event_id: &str,
+        customer_id: &str,
+        session_id: &str,
+        event_time: Timestamp,
+        kind: EventKind,
+    ) -> ClickEvent {
+        ClickEvent {
+            event_id: event_id.to_owned(),
+            customer_id: customer_id.to_owned(),
+            session_id: session_id.to_owned(),
+            event_time,
+            kind,
+            page: None,
+            category: None,
+            product_id: None,
+            search_query: None,
+            search_results: None,
+            scroll_depth: None,
+            dwell_ms: None,
+            items: Vec::new(),
+            gift: false,
+            decision_id: None,
+            suggestion_kind: None,
+            gpc: false,
+        }
+    }
+}
+
 /// Why a customer's data may be used; consent is given per purpose (and optionally per channel).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -172,8 +172,10 @@ pub fn in_quiet_hours(state: &CustomerState, policy: &Policy, now: Timestamp) ->
 
 /// A readable UTC time for reasons and audit details.
 fn utc(t: Timestamp) -> String {
-    chrono::DateTime::from_timestamp_millis(t.millis())
-        .map_or_else(|| t.millis().to_string(), |d| d.format("%Y-%m-%d %H:%M UTC").to_string())
+    chrono::DateTime::from_timestamp_millis(t.millis()).map_or_else(
+        || t.millis().to_string(),
+        |d| d.format("%Y-%m-%d %H:%M UTC").to_string(),
+    )
 }
 
 fn window_ms(w: Window) -> i64 {

@@ -277,25 +277,14 @@ impl Generator {
 
     fn event(&mut self, customer: u64, session: &str, at: i64, step: &Step) -> ClickEvent {
         self.counter += 1;
-        let mut e = ClickEvent {
-            event_id: format!("evt-{}-{}", self.cfg.seed, self.counter),
-            customer_id: customer_id(customer),
-            session_id: session.to_owned(),
-            event_time: Timestamp(at),
-            kind: EventKind::PageView,
-            page: None,
-            category: None,
-            product_id: None,
-            search_query: None,
-            search_results: None,
-            scroll_depth: None,
-            dwell_ms: Some(self.rng.random_range(2_000..60_000)),
-            items: vec![],
-            gift: false,
-            decision_id: None,
-            suggestion_kind: None,
-            gpc: false,
-        };
+        let mut e = ClickEvent::new(
+            &format!("evt-{}-{}", self.cfg.seed, self.counter),
+            &customer_id(customer),
+            session,
+            Timestamp(at),
+            EventKind::PageView,
+        );
+        e.dwell_ms = Some(self.rng.random_range(2_000..60_000));
         match step {
             Step::Page(p) => e.page = Some((*p).to_owned()),
             Step::Category(c) => {

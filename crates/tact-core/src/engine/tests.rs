@@ -8,25 +8,13 @@ use proptest::prelude::*;
 const MIN: i64 = 60_000;
 
 fn ev(id: &str, session: &str, minute: i64, kind: EventKind) -> ClickEvent {
-    ClickEvent {
-        event_id: id.into(),
-        customer_id: "c1".into(),
-        session_id: session.into(),
-        event_time: Timestamp(1_700_000_000_000 + minute * MIN),
+    ClickEvent::new(
+        id,
+        "c1",
+        session,
+        Timestamp(1_700_000_000_000 + minute * MIN),
         kind,
-        page: None,
-        category: None,
-        product_id: None,
-        search_query: None,
-        search_results: None,
-        scroll_depth: None,
-        dwell_ms: None,
-        items: vec![],
-        gift: false,
-        decision_id: None,
-        suggestion_kind: None,
-        gpc: false,
-    }
+    )
 }
 
 fn view(id: &str, session: &str, minute: i64, category: &str, product: &str) -> ClickEvent {

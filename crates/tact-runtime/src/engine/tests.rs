@@ -17,25 +17,15 @@ fn engine() -> Engine<MemoryStore> {
 }
 
 fn click(id: &str, customer: &str, minute: i64, category: &str, product: &str) -> Vec<u8> {
-    let ev = ClickEvent {
-        event_id: id.into(),
-        customer_id: customer.into(),
-        session_id: format!("s-{}", minute / 60),
-        event_time: Timestamp(T0 + minute * 60_000),
-        kind: tact_core::EventKind::ProductView,
-        page: None,
-        category: Some(category.into()),
-        product_id: Some(product.into()),
-        search_query: None,
-        search_results: None,
-        scroll_depth: None,
-        dwell_ms: None,
-        items: vec![],
-        gift: false,
-        decision_id: None,
-        suggestion_kind: None,
-        gpc: false,
-    };
+    let mut ev = ClickEvent::new(
+        id,
+        customer,
+        &format!("s-{}", minute / 60),
+        Timestamp(T0 + minute * 60_000),
+        tact_core::EventKind::ProductView,
+    );
+    ev.category = Some(category.into());
+    ev.product_id = Some(product.into());
     encode_click(&ev, InputFormat::AvroConfluent, 1)
 }
 
@@ -174,25 +164,15 @@ fn erase_deletes_the_stored_state() {
 }
 
 fn cart(id: &str, customer: &str, minute: i64) -> Vec<u8> {
-    let ev = ClickEvent {
-        event_id: id.into(),
-        customer_id: customer.into(),
-        session_id: "s-cart".into(),
-        event_time: Timestamp(T0 + minute * 60_000),
-        kind: tact_core::EventKind::AddToCart,
-        page: None,
-        category: Some("shoes".into()),
-        product_id: Some("boot-1".into()),
-        search_query: None,
-        search_results: None,
-        scroll_depth: None,
-        dwell_ms: None,
-        items: vec![],
-        gift: false,
-        decision_id: None,
-        suggestion_kind: None,
-        gpc: false,
-    };
+    let mut ev = ClickEvent::new(
+        id,
+        customer,
+        "s-cart",
+        Timestamp(T0 + minute * 60_000),
+        tact_core::EventKind::AddToCart,
+    );
+    ev.category = Some("shoes".into());
+    ev.product_id = Some("boot-1".into());
     encode_click(&ev, InputFormat::AvroConfluent, 1)
 }
 
