@@ -620,12 +620,12 @@ impl<S: StateStore> Engine<S> {
     }
 
     /// The input is idle: fire every timer of `partitions` due by wall-clock time `until`, in one
-    /// commit with the records it produces.
+    /// commit with the records it produces. `outbox_deletes` are taken only when it commits.
     pub fn fire_timers(
         &mut self,
         until: i64,
         partitions: &[i32],
-        outbox_deletes: Vec<u64>,
+        outbox_deletes: &mut Vec<u64>,
     ) -> Result<Option<Processed>, PipelineError> {
         let mut slots = HashMap::new();
         let mut out = Vec::new();
@@ -637,7 +637,13 @@ impl<S: StateStore> Engine<S> {
         if slots.values().all(|s| !s.changed) && scan.stale.is_empty() {
             return Ok(None);
         }
-        let seqs = self.commit(slots, &out, Vec::new(), outbox_deletes, scan)?;
+        let seqs = self.commit(
+            slots,
+            &out,
+            Vec::new(),
+            std::mem::take(outbox_deletes),
+            scan,
+        )?;
         Ok(Some(Processed {
             records: seqs.into_iter().zip(out).collect(),
             consumed: Vec::new(),

@@ -3,7 +3,7 @@
 //! offsets in order once the broker has acknowledged the output.
 
 use crate::config::Settings;
-use crate::engine::Engine;
+use crate::engine::{Engine, Processed};
 pub use crate::engine::{Input, PipelineError, RunSummary, Source};
 use crate::outbox::OutboxRecord;
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -252,7 +252,12 @@ impl<S: StateStore> Pipeline<S> {
     fn process(&mut self, batch: Vec<Input>) -> Result<(), PipelineError> {
         let acknowledged = std::mem::take(&mut self.acknowledged);
         let processed = self.engine.process(batch, acknowledged)?;
-        // Offsets follow once every record of this batch (and of earlier ones) is acknowledged.
+        self.emit(processed)
+    }
+
+    /// Produces a processed batch's records; its input offsets follow once every record of it
+    /// (and of earlier batches) is acknowledged.
+    fn emit(&mut self, processed: Processed) -> Result<(), PipelineError> {
         let mut seqs = Vec::with_capacity(processed.records.len());
         for (seq, record) in processed.records {
             self.send(seq, record)?;
@@ -277,19 +282,13 @@ impl<S: StateStore> Pipeline<S> {
             .collect();
         partitions.sort_unstable();
         partitions.dedup();
-        let acknowledged = std::mem::take(&mut self.acknowledged);
-        match self.engine.fire_timers(now, &partitions, acknowledged)? {
-            None => {}
-            Some(processed) => {
-                let mut seqs = Vec::with_capacity(processed.records.len());
-                for (seq, record) in processed.records {
-                    self.send(seq, record)?;
-                    seqs.push(seq);
-                }
-                self.tracker.open_batch(Vec::new(), &seqs);
-            }
+        match self
+            .engine
+            .fire_timers(now, &partitions, &mut self.acknowledged)?
+        {
+            Some(processed) => self.emit(processed),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     fn write(&mut self, commit: &Commit) -> Result<(), PipelineError> {
@@ -418,15 +417,8 @@ impl<S: StateStore> Pipeline<S> {
             std::thread::sleep(Duration::from_millis(5));
         }
         self.pump_deliveries()?;
+        // Forced: deletes acknowledged outbox entries, syncs the store, commits offsets.
         self.maybe_commit(true)?;
-        if !self.acknowledged.is_empty() {
-            let deletes = std::mem::take(&mut self.acknowledged);
-            self.write(&Commit {
-                outbox_deletes: deletes,
-                ..Commit::default()
-            })?;
-        }
-        self.engine.store().sync()?;
         self.engine.summary.unacknowledged_at_exit = self.in_flight.len();
         if !self.in_flight.is_empty() {
             tracing::warn!(

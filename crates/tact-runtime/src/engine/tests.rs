@@ -240,3 +240,57 @@ fn an_abandoned_cart_is_nudged_once_when_other_customers_event_time_passes_its_d
         .iter()
         .all(|(_, r)| decode_decision(&r.payload).map_or(true, |d| d.kind != "OUTBOUND_NUDGE")));
 }
+
+#[test]
+fn an_idle_timer_check_with_nothing_due_keeps_the_acknowledged_outbox_entries_to_delete() {
+    let mut e = engine();
+    let mut acknowledged = vec![3, 4];
+    assert!(e
+        .fire_timers(T0, &[0], &mut acknowledged)
+        .expect("fire")
+        .is_none());
+    assert_eq!(
+        acknowledged,
+        [3, 4],
+        "nothing committed, so nothing may be forgotten"
+    );
+}
+
+#[test]
+fn idle_wall_clock_time_ends_sessions_and_nudges_abandoned_carts() {
+    let mut e = engine();
+    e.process(
+        vec![
+            input(Source::ProfileCommands, 0, marketing("c1")),
+            input(Source::Clickstream, 0, cart("e-cart", "c1", 9 * 60)),
+        ],
+        vec![],
+    )
+    .expect("cart");
+    let mut acknowledged = vec![];
+    let fired = e
+        .fire_timers(T0 + 12 * 3_600_000, &[0], &mut acknowledged)
+        .expect("fire")
+        .expect("a timer was due");
+    let kinds: Vec<String> = fired
+        .records
+        .iter()
+        .filter(|(_, r)| r.topic == "decisions")
+        .map(|(_, r)| decode_decision(&r.payload).expect("decision").kind)
+        .collect();
+    assert_eq!(kinds, ["OUTBOUND_NUDGE"]);
+    let state = e.store().multi_get(&[b"c1"]).expect("get")[0]
+        .clone()
+        .expect("state");
+    let state = tact_codec::decode_state(&state).expect("decode");
+    assert!(
+        state.session.is_none(),
+        "the lapsed session ended and its in-session data is gone"
+    );
+    assert!(
+        e.fire_timers(T0 + 13 * 3_600_000, &[0], &mut acknowledged)
+            .expect("fire")
+            .is_none(),
+        "fires once"
+    );
+}
