@@ -491,6 +491,13 @@ fn detect_struggle(state: &mut CustomerState, ev: &ClickEvent, policy: &Policy) 
         }
         _ => {}
     }
+    // One proposal per detector per session, suppressed or not: the audit records decisions,
+    // not every further page of the same struggle.
+    found.retain(|(detector, _)| {
+        !s.proposed
+            .iter()
+            .any(|(k, x)| *k == DecisionKind::ProactiveHelp && x == detector)
+    });
     found
         .into_iter()
         .map(|(detector, detail)| Candidate {
@@ -533,7 +540,13 @@ fn welcome_back(state: &mut CustomerState, policy: &Policy, now: Timestamp) -> O
         Channel::OnSite,
         policy,
         now,
-    ) && state.preferences.suggestions_enabled != Some(false);
+    ) && state.preferences.suggestions_enabled != Some(false)
+        // While recommendations are backed off after dismissals, a greeting listing the
+        // customer's products would be the dismissed suggestion in another form: keep it plain.
+        && !state
+            .backoff
+            .iter()
+            .any(|b| b.kind == DecisionKind::Recommendation && now < b.until);
     let mut items = Vec::new();
     let mut categories = Vec::new();
     if personal {

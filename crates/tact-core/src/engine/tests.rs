@@ -334,3 +334,46 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_welcome_back_stays_plain_while_recommendations_are_backed_off() {
+    let rules = Rules::default();
+    let mut s = CustomerState::default();
+    grant(&mut s, true);
+    for i in 0..3 {
+        apply_event(
+            &mut s,
+            &view(&format!("v{i}"), "s1", i, "shoes", &format!("p{i}")),
+            &rules,
+        );
+    }
+    let mut dismiss = ev("d1", "s1", 5, EventKind::SuggestionDismissed);
+    dismiss.suggestion_kind = Some("recommendation".into());
+    apply_event(&mut s, &dismiss, &rules);
+    // Back two hours later: inside the 24 h back-off.
+    let out = apply_event(&mut s, &ev("w1", "s2", 125, EventKind::PageView), &rules);
+    let welcome = out
+        .decisions
+        .iter()
+        .find(|d| d.kind == DecisionKind::WelcomeBack)
+        .expect("welcome back");
+    assert!(
+        !welcome.personalized && welcome.items.is_empty(),
+        "{welcome:?}"
+    );
+    // After the back-off the greeting may be personal again.
+    let out = apply_event(
+        &mut s,
+        &ev("w2", "s3", 26 * 60, EventKind::PageView),
+        &rules,
+    );
+    let welcome = out
+        .decisions
+        .iter()
+        .find(|d| d.kind == DecisionKind::WelcomeBack)
+        .expect("welcome back");
+    assert!(
+        welcome.personalized && !welcome.items.is_empty(),
+        "{welcome:?}"
+    );
+}
