@@ -504,11 +504,16 @@ impl<S: StateStore> Engine<S> {
             if due.len() < TIMER_PAGE {
                 break;
             }
-            from = due.last().map_or(wm, |t| t.due);
-            if from >= wm {
+            // Next page strictly after this one's last due time, so the scan always advances (a
+            // page of timers all due at one instant would otherwise be read forever). Timers left
+            // at that instant fire at the start of the next batch, when the scan starts over.
+            from = due.last().map_or(wm, |t| t.due).saturating_add(1);
+            if from > wm {
                 break;
             }
         }
+        // Entries at or before `wm` not handled above (only after a full page) are found again by
+        // the next batch's first look-up, which starts from the beginning of the partition.
         let next = self
             .store
             .timers_from(p, wm.saturating_add(1), 1)?

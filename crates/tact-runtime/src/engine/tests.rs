@@ -294,3 +294,46 @@ fn idle_wall_clock_time_ends_sessions_and_nudges_abandoned_carts() {
         "fires once"
     );
 }
+
+#[test]
+fn more_timers_due_at_one_instant_than_a_page_all_fire_without_stalling() {
+    let mut e = engine();
+    let carts: Vec<Input> = (0..1001)
+        .map(|i| {
+            let mut inp = input(
+                Source::Clickstream,
+                i,
+                cart(&format!("e{i}"), &format!("c{i}"), 9 * 60),
+            );
+            inp.key = Some(format!("c{i}").into_bytes());
+            inp
+        })
+        .collect();
+    e.process(carts, vec![]).expect("carts");
+    let mut nudged = std::collections::HashSet::new();
+    for (offset, minute) in [(1001, 12 * 60), (1002, 12 * 60 + 1)] {
+        let mut tick = input(
+            Source::Clickstream,
+            offset,
+            click(&format!("t{offset}"), "clock", minute, "books", "b"),
+        );
+        tick.key = Some(b"clock".to_vec());
+        let out = e.process(vec![tick], vec![]).expect("tick");
+        for (_, r) in &out.records {
+            if let Ok(s) = tact_codec::decode_suppressed(&r.payload) {
+                if s.kind == "OUTBOUND_NUDGE" {
+                    assert!(
+                        nudged.insert(s.customer_id.clone()),
+                        "nudged twice: {}",
+                        s.customer_id
+                    );
+                }
+            }
+        }
+    }
+    assert_eq!(
+        nudged.len(),
+        1001,
+        "every abandoned cart was considered exactly once"
+    );
+}
