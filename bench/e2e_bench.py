@@ -310,6 +310,20 @@ def proc_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def proc_thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds per thread name (threads of the same name summed), from /proc/PID/task."""
+    out: dict[str, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            name = (task / "comm").read_text().strip()
+            stat = (task / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        out[name] = round(out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / CLK_TCK, 2)
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
+
 def proc_status_kb(pid: int, key: str) -> int | None:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(key + ":"):
@@ -669,6 +683,7 @@ def run_tact(args, bootstrap: str, workdir: Path, inp: Input, in_topic: str, top
             t_end = time.monotonic()
             cpu = proc_cpu_seconds(proc.pid)
             hwm = proc_status_kb(proc.pid, "VmHWM")
+            threads = proc_thread_cpu(proc.pid)
             proc.send_signal(signal.SIGTERM)
             code, ru = wait4_with_deadline(proc, time.monotonic() + 30)
             if code is None:
@@ -693,6 +708,7 @@ def run_tact(args, bootstrap: str, workdir: Path, inp: Input, in_topic: str, top
         "wall_seconds": round(t_end - t_mark, 2),
         "wall_seconds_total": round(t_end - t0, 2),
         "peak_rss_kb": hwm,
+        "cpu_seconds_by_thread": threads,  # whole process life, by thread name (where the CPU goes)
         "exit_code_after_sigterm": code,
         "binary": tact_bin,
         "metrics": _tact_metrics_summary(m),
@@ -749,6 +765,9 @@ def print_table(report: dict):
             if key == "tact":
                 extra = (f"; suppressed {(r.get('suppressed_topic') or {}).get('records')}, "
                          f"dead letters {(r.get('dead_letter_topic') or {}).get('records')}")
+            if key == "tact" and r.get("cpu_seconds_by_thread"):
+                top = list(r["cpu_seconds_by_thread"].items())[:6]
+                extra += "\ntact CPU by thread (whole run): " + ", ".join(f"{n} {v:.2f}s" for n, v in top)
             if key == "quix" and r.get("changelog_topic"):
                 extra = f"; changelog records {r.get('changelog_records')}"
             print(f"{key} decisions by kind: {r['decisions_topic']['by_kind']}{extra}")

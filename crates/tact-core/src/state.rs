@@ -82,14 +82,21 @@ pub struct Purchase {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Cart {
-    pub items: Vec<String>,
-    pub categories: Vec<String>,
+    /// Most recent last.
+    pub items: Vec<CartItem>,
     pub last_added_at: Timestamp,
     /// The event that added the last item (the cause of a nudge).
     pub last_added_event: String,
     pub nudged: bool,
     /// A nudge that fell in quiet hours is retried after this.
     pub defer_until: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CartItem {
+    pub product_id: String,
+    /// From the event or the catalog; lets a category made private take its items along.
+    pub category: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -159,7 +166,7 @@ impl CustomerState {
         out.extend(self.interests.iter().map(|c| c.category.as_str()));
         out.extend(self.purchases.iter().filter_map(|p| p.category.as_deref()));
         if let Some(cart) = &self.cart {
-            out.extend(cart.categories.iter().map(String::as_str));
+            out.extend(cart.items.iter().filter_map(|i| i.category.as_deref()));
         }
         if let Some(s) = &self.session {
             out.extend(s.category_views.iter().map(|c| c.category.as_str()));

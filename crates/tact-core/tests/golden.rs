@@ -29,7 +29,17 @@
 //! decisions = [{ kind = "RECOMMENDATION", channel = "ON_SITE", personalized = true, items = ["p1"], reasons = ["category_interest"] }]
 //! suppressed = [{ kind = "OUTBOUND_NUDGE", channel = "EMAIL", gate = "CONTEXT", reason = "browsing_only" }]
 //! ignore_kinds = ["WELCOME_BACK"]  # optional; outputs of these kinds are not compared at this step
+//! expect_next_due = 36             # optional; after the step, minutes after start, or "none"
+//! state_contains = ['"interests":[]']  # optional; substrings of serde_json of the state after the step
+//! state_excludes = ["trail-runner"]
+//! repeat = 9                       # optional; run this step (e.g. a next_due tick) n times
+//! note = "why"                     # optional; printed with a failure (runs take a note too)
 //! ```
+//!
+//! A decision expectation may add `detail_contains = ["90 days"]` (substrings of its reasons'
+//! human-readable details). Besides what a step lists, every output of every step is checked for:
+//! consent for its purpose (`gates::purpose_of` / `gates::consent`), customer, policy version,
+//! time, expiry, cause event, and decision ids unique within a run.
 //!
 //! `GOLDEN=name` runs only the scenario files whose name contains `name`.
 
@@ -508,9 +518,14 @@ impl Ctx<'_> {
                     explicit.ok_or_else(|| format!("step {index}: timer = \"at\" needs day/at"))?
                 }
                 "next_due" => {
-                    let due = next_due(&self.state, &self.rules.policy).ok_or_else(|| {
-                        format!("step {index}: timer = \"next_due\" but nothing is due")
-                    })?;
+                    let Some(due) = next_due(&self.state, &self.rules.policy) else {
+                        // A failure of this step, not of the file: the runs go on.
+                        let at = explicit.unwrap_or(*last_time);
+                        let msg =
+                            "  timer = \"next_due\" but next_due says nothing is due\n".to_owned();
+                        self.fail(index, "timer next_due", at, step, msg);
+                        return Ok(());
+                    };
                     if let Some(expected) = explicit {
                         if due != expected {
                             let msg = format!(

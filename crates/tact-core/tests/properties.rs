@@ -13,10 +13,16 @@
 //! * caps: counted here from the emitted decisions, never above `max` per window;
 //! * back-off: nothing of a dismissed kind within the minimum back-off after the dismissal;
 //! * customer switches, quiet hours, holdout, min_session_events: never violated by a decision;
+//! * memory: interests and purchases only while personalization is consented to, and a timer is
+//!   due by the time a consent expires (else nothing ever forgets for a customer who is gone);
+//! * excluded categories: no decision names a product the catalog files under one;
 //! * state: bounded by the policy's limits, survives a JSON round trip, and a replay of the same
 //!   inputs yields the same decisions with the same ids.
 //!
-//! `PROPTEST_CASES=N` changes the number of cases.
+//! Each property test checks its own family of violations only, so one bug does not hide another;
+//! `the_oracle_catches_fabricated_violations` shows the oracle can fail. `PROPTEST_CASES=N`
+//! changes the number of cases (default 192); `generator_coverage` (ignored) prints how often each
+//! kind of decision and suppression occurs under the generators.
 
 use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
@@ -134,15 +140,20 @@ prop_compose! {
         help2 in (2u32..=5, 0u64..30_000, 2u32..=4),
         accessory in (1u32..=4, 30u32..=400),
         outbound in (any::<bool>(), 10u32..=240),
-        caps in prop::collection::vec(arb_cap(), 0..=5),
+        caps in prop_oneof![1 => Just(Policy::default().fatigue.caps), 2 => prop::collection::vec(arb_cap(), 0..=3)],
         backoff in (1u32..=48, 1.0f64..=4.0, 1u32..=10),
-        quiet in (arb_hhmm(), arb_hhmm(), prop::sample::subsequence(Channel::ALL.to_vec(), 0..=4), prop::sample::select(ZONES.to_vec())),
-        holdout in (prop_oneof![2 => Just(0.0f64), 1 => 0.0f64..=0.5, 1 => Just(0.5f64)], prop::sample::select(vec!["tact", "q3"])),
+        quiet in prop_oneof![
+            1 => Just(("21:00".to_owned(), "08:00".to_owned(), vec![Channel::Email, Channel::Push], "UTC")),
+            1 => (arb_hhmm(), arb_hhmm(), prop::sample::subsequence(Channel::ALL.to_vec(), 0..=4), prop::sample::select(ZONES.to_vec())),
+        ],
+        holdout in (prop_oneof![4 => Just(0.0f64), 1 => 0.0f64..=0.5, 1 => Just(0.5f64)], prop::sample::select(vec!["tact", "q3"])),
     ) -> Policy {
-        let mut p = Policy::default();
-        p.version = "prop-1".into();
-        p.consent_regime = if opt_out { ConsentRegime::OptOut } else { ConsentRegime::OptIn };
-        p.session_gap_minutes = session_gap;
+        let mut p = Policy {
+            version: "prop-1".into(),
+            consent_regime: if opt_out { ConsentRegime::OptOut } else { ConsentRegime::OptIn },
+            session_gap_minutes: session_gap,
+            ..Policy::default()
+        };
         (p.max_tracked_categories, p.max_recent_products, p.max_purchases) = limits;
         for (cat, tier) in CATS.iter().zip(tiers) {
             p.sensitivity.categories.insert((*cat).to_owned(), tier);
@@ -170,7 +181,8 @@ prop_compose! {
 
 #[derive(Debug, Clone)]
 struct EvSpec {
-    session: u8,
+    /// Start a new session id (otherwise the current one; a long gap still ends a session).
+    new_session: bool,
     kind: EventKind,
     /// (category index, product index)
     product: Option<(usize, usize)>,
@@ -196,11 +208,25 @@ enum Op {
     Erase(i64),
 }
 
+/// A category index, weighted so that a few categories see enough activity to become evidence.
+fn arb_cat() -> impl Strategy<Value = usize> {
+    // shoes, socks, widgets, widgetizers, kitchen, health, pharmacy, baby
+    prop::sample::select(vec![0, 0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 5, 5, 6, 7])
+}
+
+fn arb_main_purpose() -> impl Strategy<Value = Purpose> {
+    prop::sample::select(vec![
+        Purpose::Personalization,
+        Purpose::Marketing,
+        Purpose::ProactiveChat,
+    ])
+}
+
 fn arb_advance() -> impl Strategy<Value = i64> {
     prop_oneof![
-        8 => 0i64..4,
-        3 => 4i64..60,
-        2 => 60i64..600,
+        12 => 0i64..4,
+        4 => 4i64..30,
+        2 => 30i64..600,
         1 => (1i64..12).prop_map(|d| d * 1440),
     ]
 }
@@ -218,9 +244,12 @@ fn arb_event_kind() -> impl Strategy<Value = EventKind> {
         EventKind::AddToCart,
         EventKind::AddToCart,
         EventKind::Purchase,
+        EventKind::ProductView,
+        EventKind::CategoryView,
+        EventKind::AddToCart,
+        EventKind::Purchase,
         EventKind::SuggestionShown,
         EventKind::SuggestionClicked,
-        EventKind::SuggestionDismissed,
         EventKind::SuggestionDismissed,
         EventKind::ChatOpened,
         EventKind::EmailClick,
@@ -239,50 +268,65 @@ fn arb_suggestion_kind() -> impl Strategy<Value = Option<String>> {
 
 prop_compose! {
     fn arb_event()(
-        session in 0u8..3,
+        new_session in prop::bool::weighted(0.08),
         kind in arb_event_kind(),
-        product in prop::option::of((0usize..CATS.len(), 0usize..PRODUCTS_PER_CAT)),
+        product in prop::option::weighted(0.8, (arb_cat(), 0usize..PRODUCTS_PER_CAT)),
         category_mode in 0u8..5,
-        other_category in 0usize..CATS.len(),
+        other_category in arb_cat(),
         page in prop::sample::select(vec!["/", "/cart", "/checkout", "/faq/a", "/faq/b", "/account"]),
         scroll in prop::option::of(0.0f32..=1.0),
         dwell_ms in prop::option::of(0u64..90_000),
         results in prop::option::of(0u32..6),
-        items in prop::collection::vec(((0usize..CATS.len(), 0usize..PRODUCTS_PER_CAT), any::<bool>()), 0..3),
+        items in prop::collection::vec(((arb_cat(), 0usize..PRODUCTS_PER_CAT), any::<bool>()), 0..3),
         gift in prop::bool::weighted(0.1),
-        gpc in prop::bool::weighted(0.05),
+        gpc in prop::bool::weighted(0.01),
         suggestion_kind in arb_suggestion_kind(),
     ) -> EvSpec {
+        // Producers put a product (or items) on every add-to-cart; an empty one is covered by the
+        // golden scenario abandoned_cart_nudge_names_what_was_left.
+        let product = match (&kind, product) {
+            (EventKind::AddToCart, None) if items.is_empty() => Some((other_category, 0)),
+            (_, p) => p,
+        };
         let category = match (category_mode, product) {
             (0..=2, Some((c, _))) => Some(c),
             (3, _) => Some(other_category),
             (_, None) if category_mode <= 2 => Some(other_category),
             _ => None,
         };
-        EvSpec { session, kind, product, category, page: Some(page.to_owned()), scroll, dwell_ms, results, items, gift, gpc, suggestion_kind }
+        EvSpec { new_session, kind, product, category, page: Some(page.to_owned()), scroll, dwell_ms, results, items, gift, gpc, suggestion_kind }
     }
 }
 
 fn arb_prefs() -> impl Strategy<Value = PreferencesUpdate> {
     let cats = || {
-        prop::sample::subsequence(
-            CATS.iter().map(|c| (*c).to_owned()).collect::<Vec<_>>(),
-            0..=2,
+        prop::option::weighted(
+            0.4,
+            prop::sample::subsequence(
+                CATS.iter().map(|c| (*c).to_owned()).collect::<Vec<_>>(),
+                1..=2,
+            ),
         )
+        .prop_map(Option::unwrap_or_default)
     };
     (
         cats(),
         cats(),
         cats(),
-        prop::option::of(any::<bool>()),
-        prop::sample::subsequence(
-            DecisionKind::ALL
-                .iter()
-                .map(|k| k.as_str().to_owned())
-                .collect::<Vec<_>>(),
-            0..=2,
-        ),
-        prop::sample::subsequence(Channel::ALL.to_vec(), 0..=1),
+        prop::option::weighted(0.3, any::<bool>()),
+        prop::option::weighted(
+            0.2,
+            prop::sample::subsequence(
+                DecisionKind::ALL
+                    .iter()
+                    .map(|k| k.as_str().to_owned())
+                    .collect::<Vec<_>>(),
+                1..=2,
+            ),
+        )
+        .prop_map(Option::unwrap_or_default),
+        prop::option::weighted(0.2, prop::sample::subsequence(Channel::ALL.to_vec(), 1..=1))
+            .prop_map(Option::unwrap_or_default),
         prop::option::of(prop::sample::select(ZONES.to_vec()).prop_map(str::to_owned)),
     )
         .prop_map(
@@ -312,11 +356,11 @@ fn arb_purpose() -> impl Strategy<Value = Purpose> {
 fn arb_op() -> impl Strategy<Value = Op> {
     prop_oneof![
         30 => (arb_advance(), arb_event()).prop_map(|(a, e)| Op::Event(a, e)),
-        4 => (arb_advance(), arb_purpose(), prop::option::weighted(0.3, arb_channel()), prop::bool::weighted(0.75), prop::option::weighted(0.2, 60u32..(20 * 1440)))
+        2 => (arb_advance(), arb_purpose(), prop::option::weighted(0.3, arb_channel()), prop::bool::weighted(0.75), prop::option::weighted(0.2, 60u32..(20 * 1440)))
             .prop_map(|(a, p, c, g, x)| Op::Consent(a, p, c, g, x)),
-        2 => (arb_advance(), arb_prefs()).prop_map(|(a, u)| Op::Prefs(a, u)),
+        1 => (arb_advance(), arb_prefs()).prop_map(|(a, u)| Op::Prefs(a, u)),
         3 => arb_advance().prop_map(Op::Timer),
-        3 => Just(Op::TimerNextDue),
+        4 => Just(Op::TimerNextDue),
         1 => Just(Op::Erase(0)),
     ]
 }
@@ -324,13 +368,13 @@ fn arb_op() -> impl Strategy<Value = Op> {
 /// Consent first (most sequences should get far enough to decide something), then anything.
 fn arb_ops(max: usize) -> impl Strategy<Value = Vec<Op>> {
     (
-        prop::collection::vec((arb_purpose(), any::<bool>()), 0..4),
+        prop::collection::vec((arb_main_purpose(), prop::bool::weighted(0.85)), 0..6),
         prop::collection::vec(arb_op(), 1..max),
     )
         .prop_map(|(grants, ops)| {
             let mut all: Vec<Op> = grants
                 .into_iter()
-                .map(|(p, g)| Op::Consent(0, p, None, g || p != Purpose::Marketing, None))
+                .map(|(p, g)| Op::Consent(0, p, None, g, None))
                 .collect();
             all.extend(ops);
             all
@@ -353,6 +397,7 @@ enum Fam {
     Caps,
     Backoff,
     Override,
+    Exclusion,
     Context,
     QuietHours,
     Holdout,
@@ -375,9 +420,16 @@ struct Sim<'a> {
     cart: Option<BTreeSet<String>>,
     /// Everything emitted, for the replay comparison.
     log: Vec<String>,
+    session: u32,
 }
 
-fn to_event(spec: &EvSpec, customer: &str, index: usize, now: Timestamp) -> ClickEvent {
+fn to_event(
+    spec: &EvSpec,
+    customer: &str,
+    index: usize,
+    now: Timestamp,
+    session: u32,
+) -> ClickEvent {
     let items = spec
         .items
         .iter()
@@ -392,7 +444,7 @@ fn to_event(spec: &EvSpec, customer: &str, index: usize, now: Timestamp) -> Clic
     ClickEvent {
         event_id: format!("e{index}"),
         customer_id: customer.to_owned(),
-        session_id: format!("s{}", spec.session),
+        session_id: format!("s{session}"),
         event_time: now,
         kind: spec.kind.clone(),
         page: spec.page.clone(),
@@ -468,6 +520,7 @@ impl<'a> Sim<'a> {
             dismissed: BTreeMap::new(),
             cart: None,
             log: Vec::new(),
+            session: 0,
         }
     }
 
@@ -482,7 +535,10 @@ impl<'a> Sim<'a> {
         let out = match op {
             Op::Event(adv, spec) => {
                 self.advance(*adv);
-                let ev = to_event(spec, self.customer, index, self.now);
+                if spec.new_session {
+                    self.session += 1;
+                }
+                let ev = to_event(spec, self.customer, index, self.now, self.session);
                 let out = apply_event(&mut self.state, &ev, self.rules);
                 event = Some(ev);
                 out
@@ -531,11 +587,19 @@ impl<'a> Sim<'a> {
                 None => Outcome::default(),
             },
         };
-        let mut v = self.check_outputs(&out, event.as_ref());
+        // The core reads the customer's reaction (a click, a dismissal) before it gates what the same
+        // event proposes; so does the oracle.
         if let Some(ev) = &event {
             self.track(ev);
         }
-        v.extend(self.check_state(event.is_some()));
+        let mut v = self.check_outputs(&out, event.as_ref());
+        let state_violations = self.check_state(event.is_some());
+        // A preference change does not re-read consent; the lapse itself is covered by the timer
+        // property above (a timer due at the lapse forgets before any later input).
+        let preference_change = matches!(op, Op::Prefs(..));
+        v.extend(state_violations.into_iter().filter(|(f, m)| {
+            !(preference_change && *f == Fam::Memory && m.contains("kept without"))
+        }));
         for d in &out.decisions {
             self.log.push(format!(
                 "{} {} {:?}",
@@ -566,7 +630,7 @@ impl<'a> Sim<'a> {
         apply_command(&mut self.state, &cmd, self.rules);
     }
 
-    /// The oracle's own memory of what the customer did (after the outputs were checked).
+    /// The oracle's own memory of what the customer did.
     fn track(&mut self, ev: &ClickEvent) {
         let kind = ev
             .suggestion_kind
@@ -644,6 +708,9 @@ impl<'a> Sim<'a> {
                                 "{label}, but nothing was added to a cart since the last purchase"
                             ),
                         )),
+                        Some(_) if d.items.is_empty() => {
+                            v.push((Fam::Outbound, format!("{label} names no item")))
+                        }
                         Some(cart) => {
                             if let Some(p) = d.items.iter().find(|p| !cart.contains(*p)) {
                                 v.push((Fam::Outbound, format!("{label} names {p}, not put in the cart since the last purchase")));
@@ -681,12 +748,19 @@ impl<'a> Sim<'a> {
                 if let Some(cat) = category_of_product(p) {
                     if prefs.excluded_categories.iter().any(|c| c == cat) {
                         v.push((
-                            Fam::Override,
+                            Fam::Exclusion,
                             format!("{label} names {p} of excluded {cat}"),
                         ));
                     }
                     if prefs.private_categories.iter().any(|c| c == cat) {
                         v.push((Fam::Private, format!("{label} names {p} of private {cat}")));
+                    }
+                    let long_term = d.channel.is_outbound() || d.kind == DecisionKind::WelcomeBack;
+                    if long_term && policy.tier(cat) == Tier::SessionOnly {
+                        v.push((
+                            Fam::SessionOnly,
+                            format!("{label} names {p} of session-only {cat} outside the session"),
+                        ));
                     }
                     if policy.tier(cat) == Tier::NeverRemember {
                         v.push((Fam::NeverRemember, format!("{label} names {p}")));
@@ -855,6 +929,38 @@ impl<'a> Sim<'a> {
                 format!("{} interest(s) and {} purchase(s) kept without personalization consent: {json}", s.interests.len(), s.purchases.len()),
             ));
         }
+        // ...and when the consent will lapse by itself (an expiry), a timer must be due by then, or
+        // a customer who never comes back keeps their learned profile for ever.
+        if !s.interests.is_empty() || !s.purchases.is_empty() {
+            let lapse = s
+                .consents
+                .iter()
+                .filter(|r| r.purpose == Purpose::Personalization && r.granted)
+                .filter_map(|r| r.expires_at)
+                .filter(|t| *t > self.now)
+                .filter(|t| {
+                    gates::consent(
+                        s,
+                        Purpose::Personalization,
+                        Channel::OnSite,
+                        policy.consent_regime,
+                        *t,
+                    ) != ConsentAnswer::Granted
+                })
+                .min();
+            if let Some(lapse) = lapse {
+                if next_due(s, policy).is_none_or(|due| due > lapse) {
+                    v.push((
+                        Fam::Memory,
+                        format!(
+                            "personalization consent lapses at {} but the next timer is {:?}: the learned profile outlives the consent",
+                            lapse.millis(),
+                            next_due(s, policy).map(Timestamp::millis)
+                        ),
+                    ));
+                }
+            }
+        }
         // Bounds.
         let max_cats = policy.max_tracked_categories as usize;
         let max_recent = policy.max_recent_products as usize;
@@ -997,6 +1103,13 @@ proptest! {
     #[test]
     fn caps_and_backoff_are_never_exceeded(policy in arb_any_policy(), customer in prop::sample::select(CUSTOMERS.to_vec()), ops in arb_ops(120)) {
         check(policy, customer, &ops, &[Fam::Caps, Fam::Backoff])?;
+    }
+
+    /// No decision names a product of a category the customer excluded (by the catalog's category
+    /// of the product, whatever category the events filed it under).
+    #[test]
+    fn excluded_categories_are_never_suggested(policy in arb_any_policy(), customer in prop::sample::select(CUSTOMERS.to_vec()), ops in arb_ops(120)) {
+        check(policy, customer, &ops, &[Fam::Exclusion])?;
     }
 
     /// Customer switches, min_session_events, quiet hours and holdout; audit reason codes come
@@ -1193,8 +1306,10 @@ fn the_oracle_catches_fabricated_violations() {
     let mut leaky = Sim::new(&rules, "cust-1");
     grant(&mut leaky, Purpose::Personalization);
     leaky.state.cart = Some(tact_core::state::Cart {
-        items: vec!["health-1".into()],
-        categories: vec!["health".into()],
+        items: vec![tact_core::state::CartItem {
+            product_id: "health-1".into(),
+            category: Some("health".into()),
+        }],
         last_added_at: now,
         last_added_event: "e1".into(),
         nudged: false,
@@ -1278,7 +1393,12 @@ fn state_stays_bounded_over_a_long_session_with_an_open_catalog() {
     let cart = s
         .cart
         .as_ref()
-        .map(|c| (c.items.len(), c.categories.len()))
+        .map(|c| {
+            (
+                c.items.len(),
+                c.items.iter().filter(|i| i.category.is_some()).count(),
+            )
+        })
         .unwrap_or_default();
     assert!(
         sizes[1] <= sizes[0] + 1024,
@@ -1290,4 +1410,51 @@ fn state_stays_bounded_over_a_long_session_with_an_open_catalog() {
         cart.0,
         cart.1
     );
+}
+
+/// Not a test: how often each kind of output occurs under the generators (run with --ignored
+/// --nocapture to check that the properties are exercised, not vacuous).
+#[test]
+#[ignore]
+fn generator_coverage() {
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
+    let mut runner = TestRunner::default();
+    let mut decided: BTreeMap<String, usize> = BTreeMap::new();
+    let mut stopped: BTreeMap<String, usize> = BTreeMap::new();
+    for _ in 0..300 {
+        let policy = arb_any_policy()
+            .new_tree(&mut runner)
+            .expect("tree")
+            .current();
+        let customer = CUSTOMERS[0];
+        let ops = arb_ops(120).new_tree(&mut runner).expect("tree").current();
+        let rules = Rules {
+            policy,
+            catalog: catalog(),
+        };
+        let mut sim = Sim::new(&rules, customer);
+        for (i, op) in ops.iter().enumerate() {
+            let before = sim.log.len();
+            sim.step(i + 1, op);
+            let _ = before;
+        }
+        for d in &sim.emitted {
+            *decided
+                .entry(format!("{} {}", d.kind.as_str(), d.channel.as_str()))
+                .or_default() += 1;
+        }
+        for line in &sim.log {
+            let mut parts = line.split(' ');
+            let (id, a, b) = (
+                parts.next().unwrap_or(""),
+                parts.next().unwrap_or(""),
+                parts.next().unwrap_or(""),
+            );
+            if id.starts_with("s-") {
+                *stopped.entry(format!("{a} {b}")).or_default() += 1;
+            }
+        }
+    }
+    println!("decisions: {decided:#?}\nsuppressed: {stopped:#?}");
 }

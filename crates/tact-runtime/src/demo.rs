@@ -17,6 +17,9 @@ use tact_kafka::rdkafka::Message;
 use tact_store::{RocksOptions, RocksStore};
 use tact_telemetry::{Health, Metrics};
 
+/// The demo's k: a finding needs this many distinct sessions (production default: 20).
+const DEMO_K: u64 = 5;
+
 #[derive(Debug, Clone)]
 pub struct DemoOptions {
     pub duration: Option<Duration>,
@@ -41,12 +44,14 @@ pub fn run_demo(
     let cluster = MockCluster::new(1)
         .map_err(|e| PipelineError::Setup(format!("cannot start the embedded broker: {e}")))?;
     let t = settings.topics.clone();
+    let insights_topic = "insights".to_owned();
     for topic in [
         &t.clickstream,
         &t.profile_commands,
         &t.decisions,
         &t.suppressed,
         &t.dead_letter,
+        &insights_topic,
     ] {
         cluster
             .create_topic(topic, opts.partitions, 1)
@@ -104,6 +109,24 @@ pub fn run_demo(
             }
         })
     };
+    // The insights lane, in its own consumer group, beside the decision pipeline.
+    let insights_stop = Arc::new(AtomicBool::new(false));
+    let insights = {
+        let mut s = tact_insights::InsightsSettings::load(None, &[])
+            .map_err(|e| PipelineError::Setup(format!("insights defaults: {e}")))?;
+        s.bootstrap_servers = settings.kafka.bootstrap_servers.clone();
+        s.clickstream_topic = t.clickstream.clone();
+        s.insights_topic = insights_topic.clone();
+        s.clickstream_format = settings.clickstream_format;
+        s.state_dir = settings.state_dir.join("insights");
+        s.http_listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+        // A few hundred demo customers: a lower k and shorter windows than production.
+        s.rules.min_sessions = DEMO_K;
+        s.rules.window_ms = 30 * 60_000;
+        s.idle_advance = None;
+        let stop = insights_stop.clone();
+        std::thread::spawn(move || tact_insights::run_insights(s, &stop))
+    };
     let viewer_stop = Arc::new(AtomicBool::new(false));
     let viewer = opts.live.then(|| {
         let (bootstrap, stop) = (
@@ -124,6 +147,27 @@ pub fn run_demo(
     viewer_stop.store(true, Ordering::Relaxed);
     if let Some(v) = viewer {
         let _ = v.join();
+    }
+    insights_stop.store(true, Ordering::Relaxed);
+    match insights.join() {
+        Ok(Ok(_)) => {
+            let mut report = tact_insights::ReportOptions::new(
+                &settings.kafka.bootstrap_servers,
+                &insights_topic,
+            );
+            report.idle = Duration::from_millis(800);
+            report.top = 5;
+            match tact_insights::read_insights(&report) {
+                Ok(findings) if !findings.is_empty() => {
+                    println!("\nsite insights (aggregate only, each supported by at least {DEMO_K} sessions):");
+                    print!("{}", tact_insights::render_table(&findings, report.top));
+                }
+                Ok(_) => println!("\nsite insights: no window closed with {DEMO_K}+ supporting sessions yet (run longer)"),
+                Err(e) => tracing::warn!(error = %e, "cannot read the insights"),
+            }
+        }
+        Ok(Err(e)) => tracing::warn!(error = %e, "the insights lane stopped"),
+        Err(_) => tracing::warn!("the insights lane panicked"),
     }
     if opts.state_dir.is_none() {
         let _ = std::fs::remove_dir_all(&settings.state_dir);

@@ -99,6 +99,11 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// The insights lane: aggregate navigation findings that improve the site, never per person.
+    Insights {
+        #[command(subcommand)]
+        command: InsightsCommand,
+    },
     /// Work with decision policy files.
     Policy {
         #[command(subcommand)]
@@ -110,6 +115,30 @@ enum Command {
         state_dir: PathBuf,
         #[arg(long)]
         customer: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum InsightsCommand {
+    /// Run the lane (its own consumer group) until SIGTERM/SIGINT.
+    Run {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Read the insights topic and print the top findings; optionally write an HTML page.
+    Report {
+        #[arg(long, default_value = "127.0.0.1:9092")]
+        bootstrap: String,
+        #[arg(long, default_value = "insights")]
+        topic: String,
+        #[arg(long)]
+        html: Option<PathBuf>,
+        /// Findings shown per kind.
+        #[arg(long, default_value_t = 10)]
+        top: usize,
+        /// Stop reading once nothing arrived for this many milliseconds.
+        #[arg(long, default_value_t = 3000)]
+        idle_ms: u64,
     },
 }
 
@@ -256,6 +285,35 @@ fn main() -> ExitCode {
         Command::Policy {
             command: PolicyCommand::Check { file },
         } => cmd_policy_check(&file),
+        Command::Insights {
+            command: InsightsCommand::Run { config },
+        } => cmd_insights_run(config.as_deref()),
+        Command::Insights {
+            command:
+                InsightsCommand::Report {
+                    bootstrap,
+                    topic,
+                    html,
+                    top,
+                    idle_ms,
+                },
+        } => {
+            tact_telemetry::init_logs("warn", false);
+            let mut opts = tact_insights::ReportOptions::new(&bootstrap, &topic);
+            opts.html_out = html;
+            opts.top = top;
+            opts.idle = Duration::from_millis(idle_ms);
+            match tact_insights::report(&opts) {
+                Ok(table) => {
+                    print!("{table}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    insights_exit(&e)
+                }
+            }
+        }
         Command::Inspect {
             state_dir,
             customer,
@@ -458,6 +516,33 @@ fn print_summary(s: &RunSummary) {
     }
 }
 
+fn insights_exit(e: &tact_insights::InsightsError) -> ExitCode {
+    match e {
+        tact_insights::InsightsError::Setup(_) => ExitCode::from(3),
+        tact_insights::InsightsError::Fatal(_) => ExitCode::from(4),
+    }
+}
+
+fn cmd_insights_run(config: Option<&Path>) -> ExitCode {
+    let settings = match tact_insights::InsightsSettings::load_from_process(config) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    tact_telemetry::init_logs(&settings.log_level, settings.log_json);
+    let stop = Arc::new(AtomicBool::new(false));
+    install_ctrl_c(stop.clone());
+    match tact_insights::run_insights(settings, &stop) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            insights_exit(&e)
+        }
+    }
+}
+
 fn cmd_policy_check(file: &Path) -> ExitCode {
     match tact_runtime::config::load_policy(file) {
         Ok(p) => {
@@ -502,10 +587,17 @@ fn cmd_policy_check(file: &Path) -> ExitCode {
     }
 }
 
+/// Every shipped schema: the decision lane's and the insights lane's.
+fn schema_files() -> Vec<(&'static str, &'static str)> {
+    let mut files = tact_codec::schema::FILES.to_vec();
+    files.push(("insight.avsc", tact_insights::codec::INSIGHT_SCHEMA));
+    files
+}
+
 fn cmd_schemas(out: Option<&Path>) -> ExitCode {
     match out {
         None => {
-            for (name, text) in tact_codec::schema::FILES {
+            for (name, text) in schema_files() {
                 println!("// {name}\n{text}");
             }
             ExitCode::SUCCESS
@@ -515,7 +607,7 @@ fn cmd_schemas(out: Option<&Path>) -> ExitCode {
                 eprintln!("error: cannot create {}: {e}", dir.display());
                 return ExitCode::from(2);
             }
-            for (name, text) in tact_codec::schema::FILES {
+            for (name, text) in schema_files() {
                 if let Err(e) = std::fs::write(dir.join(name), text) {
                     eprintln!("error: cannot write {}: {e}", dir.join(name).display());
                     return ExitCode::from(2);

@@ -11,8 +11,8 @@ use crate::gates::{self, consent, Candidate, ConsentAnswer, Evidence};
 use crate::id::stable_id;
 use crate::policy::{Policy, Tier};
 use crate::state::{
-    Backoff, Cart, CategoryInterest, ConsentRecord, CustomerState, Emitted, GiftMode, PingPong,
-    Purchase, Recipient, Session,
+    Backoff, Cart, CartItem, CategoryInterest, ConsentRecord, CustomerState, Emitted, GiftMode,
+    PingPong, Purchase, Recipient, Session,
 };
 use crate::time::Timestamp;
 
@@ -21,6 +21,8 @@ pub const GPC_SOURCE: &str = "global_privacy_control";
 const DAY_MS: i64 = 24 * 3_600_000;
 /// Emitted decisions older than the longest cap window are forgotten.
 const HISTORY_MS: i64 = 7 * DAY_MS;
+/// Proposals remembered per session (for "once per session and subject").
+const MAX_PROPOSED: usize = 64;
 
 /// Everything the core decides with besides the state and the input.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -114,6 +116,7 @@ pub fn apply_event(state: &mut CustomerState, ev: &ClickEvent, rules: &Rules) ->
             ..Session::default()
         });
     }
+    forget_without_consent(state, policy, now);
     state.first_seen.get_or_insert(now);
     state.last_event_at = Some(state.last_event_at.map_or(now, |t| t.max(now)));
     state.history.retain(|e| now.since(e.at) < HISTORY_MS);
@@ -124,10 +127,15 @@ pub fn apply_event(state: &mut CustomerState, ev: &ClickEvent, rules: &Rules) ->
 
     let mut candidates: Vec<Candidate> = Vec::new();
     if returning && new_session {
-        candidates.extend(welcome_back(state, policy, now));
+        candidates.extend(welcome_back(state, rules, now));
     }
     feedback(state, ev, policy);
 
+    if ev.kind == EventKind::Purchase {
+        // Any purchase ends the cart (also one of only never-remember or private items): the
+        // reminder would be about something already bought.
+        state.cart = None;
+    }
     let categories = event_categories(ev, &rules.catalog);
     let tiers: Vec<Tier> = categories.iter().map(|c| policy.tier(c)).collect();
     let never = tiers.contains(&Tier::NeverRemember);
@@ -184,6 +192,38 @@ pub fn apply_event(state: &mut CustomerState, ev: &ClickEvent, rules: &Rules) ->
         );
     }
     out
+}
+
+/// Learned memory lives only as long as personalization consent does: when consent lapses (an
+/// expiry, a withdrawal), what was inferred under it goes.
+fn forget_without_consent(state: &mut CustomerState, policy: &Policy, now: Timestamp) {
+    // An expired consent is no consent: drop the record (the regime decides from here on).
+    state
+        .consents
+        .retain(|r| r.expires_at.is_none_or(|t| t > now));
+    if (!state.interests.is_empty() || !state.purchases.is_empty())
+        && !granted(
+            state,
+            Purpose::Personalization,
+            Channel::OnSite,
+            policy,
+            now,
+        )
+    {
+        state.interests.clear();
+        state.purchases.clear();
+    }
+}
+
+/// True when the customer should never be offered `product`: already bought, or filed (in the
+/// catalog) under a category they excluded or made private.
+fn unwanted(state: &CustomerState, rules: &Rules, product: &str) -> bool {
+    let prefs = &state.preferences;
+    state.purchases.iter().any(|p| p.product_id == product)
+        || rules.catalog.get(product).is_some_and(|p| {
+            prefs.excluded_categories.contains(&p.category)
+                || prefs.private_categories.contains(&p.category)
+        })
 }
 
 /// The customer's reactions to earlier suggestions: back off after dismissals, reset on a click,
@@ -328,29 +368,37 @@ fn record_evidence(
         }
     }
     match ev.kind {
-        EventKind::AddToCart if !session_only => {
+        EventKind::AddToCart
+            if !session_only && (ev.product_id.is_some() || !ev.items.is_empty()) =>
+        {
+            let cap = policy.max_purchases as usize;
             let cart = state.cart.get_or_insert_with(|| Cart {
                 items: Vec::new(),
-                categories: Vec::new(),
                 last_added_at: now,
                 last_added_event: ev.event_id.clone(),
                 nudged: false,
                 defer_until: None,
             });
-            for id in ev
+            let added = ev
                 .items
                 .iter()
-                .map(|i| i.product_id.as_str())
-                .chain(ev.product_id.as_deref())
-            {
-                if !cart.items.iter().any(|x| x == id) {
-                    cart.items.push(id.to_owned());
-                }
+                .map(|i| (i.product_id.as_str(), i.category.as_deref()))
+                .chain(ev.product_id.as_deref().map(|p| (p, None)));
+            for (id, category) in added {
+                let category = category
+                    .or(ev.category.as_deref())
+                    .or_else(|| rules.catalog.get(id).map(|p| p.category.as_str()))
+                    .map(str::to_owned);
+                cart.items.retain(|x| x.product_id != id);
+                cart.items.push(CartItem {
+                    product_id: id.to_owned(),
+                    category,
+                });
             }
-            for c in categories {
-                if !cart.categories.contains(c) {
-                    cart.categories.push(c.clone());
-                }
+            // Bounded: the most recent additions are the ones worth a reminder.
+            if cart.items.len() > cap {
+                let excess = cart.items.len() - cap;
+                cart.items.drain(..excess);
             }
             cart.last_added_at = now;
             cart.last_added_event = ev.event_id.clone();
@@ -521,7 +569,8 @@ fn proposed(state: &CustomerState, kind: DecisionKind, subject: &str) -> bool {
         .is_some_and(|s| s.proposed.iter().any(|(k, x)| *k == kind && x == subject))
 }
 
-fn welcome_back(state: &mut CustomerState, policy: &Policy, now: Timestamp) -> Option<Candidate> {
+fn welcome_back(state: &mut CustomerState, rules: &Rules, now: Timestamp) -> Option<Candidate> {
+    let policy = &rules.policy;
     let session = state.session.as_mut()?;
     if session.welcomed {
         return None;
@@ -559,14 +608,17 @@ fn welcome_back(state: &mut CustomerState, policy: &Policy, now: Timestamp) -> O
             items = top
                 .recent_products
                 .iter()
+                .filter(|p| !unwanted(state, rules, p))
                 .take(policy.recommendation.max_items as usize)
                 .cloned()
                 .collect();
-            categories.push(top.category.clone());
-            reasons.push(Reason::new(
-                "recent_interest",
-                format!("you looked at {} {} time(s)", top.category, top.views),
-            ));
+            if !items.is_empty() {
+                categories.push(top.category.clone());
+                reasons.push(Reason::new(
+                    "recent_interest",
+                    format!("you looked at {} {} time(s)", top.category, top.views),
+                ));
+            }
         }
     }
     // Without consent (or anything learned) the greeting carries nothing about the customer.
@@ -596,7 +648,7 @@ fn recommendation(
     if proposed(state, kind, category) {
         return None;
     }
-    let purchased = |id: &String| state.purchases.iter().any(|p| &p.product_id == id);
+    let purchased = |id: &String| unwanted(state, rules, id);
     let stated = state
         .preferences
         .stated_interests
@@ -778,9 +830,17 @@ fn gate(
     out: &mut Outcome,
 ) {
     let verdict = gates::check(state, &c, customer_id, policy, now);
+    // "Too early" is not a verdict on the candidate: it may be proposed again later in the session.
+    let transient = matches!(&verdict, Err(stop) if stop.reason == "too_early");
     if let Some(session) = state.session.as_mut() {
-        if c.kind != DecisionKind::WelcomeBack {
-            session.proposed.push((c.kind, c.subject.clone()));
+        let subject = (c.kind, c.subject.clone());
+        if c.kind != DecisionKind::WelcomeBack && !transient && !session.proposed.contains(&subject)
+        {
+            session.proposed.push(subject);
+            // Bounded: the oldest proposals of a very long session are forgotten first.
+            if session.proposed.len() > MAX_PROPOSED {
+                session.proposed.remove(0);
+            }
         }
     }
     let parts = [
@@ -852,14 +912,17 @@ pub fn next_due(state: &CustomerState, policy: &Policy) -> Option<Timestamp> {
             .plus_minutes(policy.outbound.abandoned_cart_after_minutes);
         c.defer_until.map_or(due, |d| d.max(due))
     });
-    match (session_end, cart) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
+    // A consent that expires takes what was learned under it at that moment, not at the next event.
+    let consent_expiry = state.consents.iter().filter_map(|r| r.expires_at).min();
+    [session_end, cart, consent_expiry]
+        .into_iter()
+        .flatten()
+        .min()
 }
 
-/// Event time has reached `now` for this customer with no new event: end a lapsed session
-/// (dropping its session-only data) and nudge about an abandoned cart when one is due.
+/// Event time has reached `now` for this customer with no new event: expire consents (and what
+/// was learned under them), end a lapsed session (dropping its session-only data) and nudge
+/// about an abandoned cart when one is due.
 pub fn apply_timer(
     state: &mut CustomerState,
     customer_id: &str,
@@ -868,6 +931,7 @@ pub fn apply_timer(
 ) -> Outcome {
     let policy = &rules.policy;
     let mut out = Outcome::default();
+    forget_without_consent(state, policy, now);
     if state
         .session
         .as_ref()
@@ -882,18 +946,43 @@ pub fn apply_timer(
         (c.defer_until.map_or(due, |d| d.max(due)), c.clone())
     });
     if let Some((due, cart)) = due.filter(|(due, _)| now >= *due) {
+        // Only what the customer may still be reminded of: nothing excluded, private or bought.
+        let prefs = &state.preferences;
+        let remind: Vec<&CartItem> = cart
+            .items
+            .iter()
+            .rev()
+            .filter(|i| !unwanted(state, rules, &i.product_id))
+            .filter(|i| {
+                !i.category.as_ref().is_some_and(|c| {
+                    prefs.excluded_categories.contains(c) || prefs.private_categories.contains(c)
+                })
+            })
+            .collect();
+        if remind.is_empty() {
+            if let Some(c) = state.cart.as_mut() {
+                c.nudged = true;
+            }
+            return out;
+        }
         let candidate = Candidate {
             kind: DecisionKind::OutboundNudge,
             channel: policy.outbound.channel,
             subject: format!("abandoned_cart@{}", due.millis()),
             personalized: true,
-            items: cart.items.clone(),
+            items: remind.iter().map(|i| i.product_id.clone()).collect(),
             reasons: vec![Reason::new(
                 "abandoned_cart",
-                format!("you left {} item(s) in your cart", cart.items.len()),
+                format!("you left {} item(s) in your cart", remind.len()),
             )],
             evidence: Evidence::Explicit,
-            categories: cart.categories.clone(),
+            categories: remind
+                .iter()
+                .flat_map(|i| {
+                    let filed = rules.catalog.get(&i.product_id).map(|p| p.category.clone());
+                    i.category.clone().into_iter().chain(filed)
+                })
+                .collect(),
             in_session: false,
         };
         gate(
@@ -952,6 +1041,7 @@ pub fn apply_command(
     rules: &Rules,
 ) -> CommandEffect {
     let policy = &rules.policy;
+    forget_without_consent(state, policy, cmd.issued_at);
     match &cmd.body {
         CommandBody::SetConsent {
             purpose,
@@ -1002,21 +1092,43 @@ pub fn apply_command(
             // Existing traces of a now-private category are deleted, not just hidden.
             let private = prefs.private_categories.clone();
             let is_private = |c: &str| private.iter().any(|p| p == c);
+            // A product the catalog files under a private category goes wherever it was seen.
+            let filed_private = |id: &String| {
+                rules
+                    .catalog
+                    .get(id)
+                    .is_some_and(|p| is_private(&p.category))
+            };
             state.interests.retain(|c| !is_private(&c.category));
-            state
-                .purchases
-                .retain(|p| !p.category.as_deref().is_some_and(is_private));
+            for c in &mut state.interests {
+                c.recent_products.retain(|p| !filed_private(p));
+            }
+            state.purchases.retain(|p| {
+                !p.category.as_deref().is_some_and(is_private) && !filed_private(&p.product_id)
+            });
             if let Some(cart) = state.cart.as_mut() {
-                cart.categories.retain(|c| !is_private(c));
+                cart.items.retain(|i| {
+                    let filed = rules
+                        .catalog
+                        .get(&i.product_id)
+                        .map(|p| p.category.as_str());
+                    !i.category.as_deref().is_some_and(is_private) && !filed.is_some_and(is_private)
+                });
+                if cart.items.is_empty() {
+                    state.cart = None;
+                }
             }
             if let Some(session) = state.session.as_mut() {
                 session.category_views.retain(|c| !is_private(&c.category));
+                for c in &mut session.category_views {
+                    c.recent_products.retain(|p| !filed_private(p));
+                }
                 session.proposed.retain(|(_, s)| !is_private(s));
-                if session
-                    .pingpong
-                    .as_ref()
-                    .is_some_and(|p| is_private(&p.category))
-                {
+                if session.pingpong.as_ref().is_some_and(|p| {
+                    is_private(&p.category)
+                        || filed_private(&p.last_product)
+                        || p.products.iter().any(filed_private)
+                }) {
                     session.pingpong = None;
                 }
             }

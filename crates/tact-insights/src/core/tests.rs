@@ -1,0 +1,541 @@
+use super::*;
+use tact_core::{Item, Timestamp};
+
+const MIN: i64 = 60_000;
+const HOUR: i64 = 60 * MIN;
+/// 2024-06-01 00:00 UTC: a window boundary for hour and day windows.
+const T0: i64 = 1_717_200_000_000;
+
+fn rules(k: u64) -> Rules {
+    let mut sensitivity = SensitivityPolicy::default();
+    sensitivity
+        .categories
+        .insert("health".into(), Tier::NeverRemember);
+    Rules {
+        window_ms: HOUR,
+        session_gap_ms: 30 * MIN,
+        max_session_ms: 2 * HOUR,
+        min_sessions: k,
+        target_pages: vec!["/help/shipping".into()],
+        sensitivity,
+        ..Rules::default()
+    }
+}
+
+fn ev(customer: &str, session: &str, t: i64, kind: EventKind, page: &str) -> ClickEvent {
+    ClickEvent {
+        event_id: format!("{customer}-{t}"),
+        customer_id: customer.into(),
+        session_id: session.into(),
+        event_time: Timestamp(t),
+        kind,
+        page: Some(page.into()),
+        category: None,
+        product_id: None,
+        search_query: None,
+        search_results: None,
+        scroll_depth: None,
+        dwell_ms: None,
+        items: Vec::new(),
+        gift: false,
+        decision_id: None,
+        suggestion_kind: None,
+        gpc: false,
+    }
+}
+
+fn sref(n: usize) -> SessionRef {
+    let mut r = [0u8; 16];
+    r[..8].copy_from_slice(&(n as u64).to_be_bytes());
+    r
+}
+
+/// Applies `pages` as one session (a click a minute from `start`) on `partition`.
+fn session(
+    a: &mut Aggregator,
+    partition: i32,
+    n: usize,
+    start: i64,
+    pages: &[(EventKind, &str)],
+    tally: &mut Tally,
+) {
+    for (i, (kind, page)) in pages.iter().enumerate() {
+        let e = ev(
+            &format!("cust-{n}"),
+            &format!("sess-{n}"),
+            start + i as i64 * MIN,
+            kind.clone(),
+            page,
+        );
+        a.apply(partition, sref(n), &e, tally);
+    }
+}
+
+fn long_way() -> Vec<(EventKind, &'static str)> {
+    vec![
+        (EventKind::PageView, "/"),
+        (EventKind::CategoryView, "/c/shoes"),
+        (EventKind::ProductView, "/p/shoe-1"),
+        (EventKind::PageView, "/about"),
+        (EventKind::PageView, "/help"),
+        (EventKind::FaqView, "/help/shipping"),
+    ]
+}
+
+/// Moves every partition far past `t` so everything before it closes.
+fn flush(a: &mut Aggregator, partitions: &[i32], t: i64) -> Vec<ClosedWindow> {
+    let mut tally = Tally::default();
+    for p in partitions {
+        a.advance(*p, t, &mut tally);
+    }
+    a.close_ready()
+}
+
+#[test]
+fn a_session_ends_after_the_gap_and_counts_in_the_window_of_its_start() {
+    let mut a = Aggregator::new(rules(2));
+    let mut t = Tally::default();
+    // Starts at 00:50, runs past the hour boundary.
+    session(&mut a, 0, 1, T0 + 50 * MIN, &long_way(), &mut t);
+    session(&mut a, 0, 2, T0 + 50 * MIN, &long_way(), &mut t);
+    assert_eq!(t.sessions_assembled, 0, "the gap has not passed yet");
+    a.advance(0, T0 + 55 * MIN + 30 * MIN + 1, &mut t);
+    assert_eq!(t.sessions_assembled, 2);
+    assert_eq!(
+        a.sessions_in_flight(),
+        0,
+        "buffers are dropped at session end"
+    );
+    assert_eq!(a.window(T0).map(WindowAgg::sessions), Some(2));
+    assert!(a.window(T0 + HOUR).is_none());
+}
+
+#[test]
+fn a_gap_inside_one_session_id_starts_a_new_session() {
+    let mut a = Aggregator::new(rules(2));
+    let mut t = Tally::default();
+    a.apply(
+        0,
+        sref(1),
+        &ev("c", "s", T0, EventKind::PageView, "/"),
+        &mut t,
+    );
+    a.apply(
+        0,
+        sref(1),
+        &ev("c", "s", T0 + 31 * MIN, EventKind::PageView, "/"),
+        &mut t,
+    );
+    assert_eq!(t.sessions_assembled, 1);
+    assert_eq!(a.sessions_in_flight(), 1);
+}
+
+#[test]
+fn a_window_closes_only_when_every_partition_has_passed_it() {
+    let mut a = Aggregator::new(rules(1 + 1));
+    let mut t = Tally::default();
+    session(&mut a, 0, 1, T0, &long_way(), &mut t);
+    session(&mut a, 1, 2, T0, &long_way(), &mut t);
+    a.advance(0, T0 + 10 * HOUR, &mut t);
+    assert!(a.close_ready().is_empty(), "partition 1 is still at 00:05");
+    a.advance(1, T0 + HOUR + 2 * HOUR - 1, &mut t);
+    assert!(
+        a.close_ready().is_empty(),
+        "end + max_session not yet passed"
+    );
+    a.advance(1, T0 + HOUR + 2 * HOUR, &mut t);
+    let closed = a.close_ready();
+    assert_eq!(closed.len(), 1);
+    assert_eq!((closed[0].start, closed[0].end), (T0, T0 + HOUR));
+    assert_eq!(closed[0].sessions, 2);
+    assert!(
+        a.close_ready().is_empty(),
+        "a closed window is never closed twice"
+    );
+}
+
+#[test]
+fn a_finding_needs_k_distinct_sessions() {
+    for (n, published) in [(4usize, false), (5, true)] {
+        let mut a = Aggregator::new(rules(5));
+        let mut t = Tally::default();
+        for s in 0..n {
+            session(&mut a, 0, s, T0 + s as i64 * MIN, &long_way(), &mut t);
+        }
+        // The same session repeating the page adds no support.
+        let closed = flush(&mut a, &[0], T0 + 10 * HOUR);
+        let hard: Vec<&Finding> = closed[0]
+            .findings
+            .iter()
+            .filter(|f| f.kind == FindingKind::HardToFind)
+            .collect();
+        assert_eq!(hard.len(), usize::from(published), "{n} sessions");
+        if published {
+            assert_eq!(hard[0].sessions, 5);
+            assert!(closed[0].findings.iter().all(|f| f.sessions >= 5));
+        } else {
+            assert!(closed[0].findings.is_empty(), "{:?}", closed[0].findings);
+            assert!(closed[0].held_back.get(&FindingKind::HardToFind) == Some(&1));
+        }
+    }
+}
+
+#[test]
+fn one_session_repeating_a_search_is_one_supporter() {
+    let mut a = Aggregator::new(rules(3));
+    let mut t = Tally::default();
+    for i in 0..10 {
+        let mut e = ev("c", "s", T0 + i * MIN, EventKind::Search, "/search");
+        e.search_query = Some("Red  Shoes".into());
+        e.search_results = Some(0);
+        a.apply(0, sref(1), &e, &mut t);
+    }
+    let closed = flush(&mut a, &[0], T0 + 10 * HOUR);
+    assert!(
+        closed[0].findings.is_empty(),
+        "one person searching ten times is not k=3"
+    );
+    assert_eq!(
+        closed[0].held_back.get(&FindingKind::FailingSearch),
+        Some(&1)
+    );
+}
+
+#[test]
+fn hard_to_find_reports_the_median_clicks_and_the_pages_passed_through() {
+    let mut a = Aggregator::new(rules(3));
+    let mut t = Tally::default();
+    for s in 0..4 {
+        session(&mut a, 0, s, T0, &long_way(), &mut t);
+    }
+    // One visitor finds it at once.
+    session(
+        &mut a,
+        0,
+        9,
+        T0,
+        &[(EventKind::FaqView, "/help/shipping")],
+        &mut t,
+    );
+    let closed = flush(&mut a, &[0], T0 + 10 * HOUR);
+    let f = closed[0]
+        .findings
+        .iter()
+        .find(|f| f.kind == FindingKind::HardToFind)
+        .expect("published");
+    assert_eq!(f.subject, "/help/shipping");
+    assert_eq!(f.sessions, 5);
+    assert_eq!(f.median_clicks, Some(5));
+    assert!(f.flagged, "median 5 > threshold 4");
+    assert_eq!(
+        f.clicks,
+        vec![
+            Bucket {
+                label: "0".into(),
+                sessions: 1
+            },
+            Bucket {
+                label: "5".into(),
+                sessions: 4
+            }
+        ]
+    );
+    let via: Vec<&str> = f.via.iter().map(|b| b.label.as_str()).collect();
+    assert!(
+        via.contains(&"/c/shoes") && via.contains(&"/help"),
+        "{via:?}"
+    );
+    assert_eq!(
+        f.median_seconds,
+        Some(600),
+        "5 minutes in: the 300-600s bucket"
+    );
+}
+
+#[test]
+fn detours_carry_support_and_confidence() {
+    let mut a = Aggregator::new(rules(3));
+    let mut t = Tally::default();
+    let drift = [
+        (EventKind::ProductView, "/p/x"),
+        (EventKind::PageView, "/a"),
+        (EventKind::PageView, "/b"),
+        (EventKind::ProductView, "/p/y"),
+    ];
+    for s in 0..4 {
+        session(&mut a, 0, s, T0, &drift, &mut t);
+    }
+    // X viewer who goes to Y directly (one step): not a detour, but an X viewer.
+    session(
+        &mut a,
+        0,
+        8,
+        T0,
+        &[
+            (EventKind::ProductView, "/p/x"),
+            (EventKind::ProductView, "/p/y"),
+        ],
+        &mut t,
+    );
+    let closed = flush(&mut a, &[0], T0 + 10 * HOUR);
+    let d: Vec<&Finding> = closed[0]
+        .findings
+        .iter()
+        .filter(|f| f.kind == FindingKind::Detour)
+        .collect();
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert_eq!(
+        (d[0].subject.as_str(), d[0].related.as_deref()),
+        ("/p/x", Some("/p/y"))
+    );
+    assert_eq!((d[0].sessions, d[0].base_sessions), (4, 5));
+    assert!((d[0].share - 0.8).abs() < 1e-9);
+}
+
+#[test]
+fn dead_ends_failing_searches_and_help_demand_are_found() {
+    let mut a = Aggregator::new(rules(3));
+    let mut t = Tally::default();
+    for s in 0..3 {
+        let c = format!("c{s}");
+        let mut search = ev(&c, "s", T0, EventKind::Search, "/search");
+        search.search_query = Some("gift card".into());
+        search.search_results = Some(0);
+        let mut faq = ev(&c, "s", T0 + MIN, EventKind::FaqView, "/help/returns");
+        faq.scroll_depth = Some(0.9);
+        let last = ev(
+            &c,
+            "s",
+            T0 + 2 * MIN,
+            EventKind::PageView,
+            "/checkout/shipping",
+        );
+        for e in [search, faq, last] {
+            a.apply(0, sref(s), &e, &mut t);
+        }
+    }
+    let closed = flush(&mut a, &[0], T0 + 10 * HOUR);
+    let kinds: BTreeMap<FindingKind, &Finding> =
+        closed[0].findings.iter().map(|f| (f.kind, f)).collect();
+    assert_eq!(kinds[&FindingKind::DeadEnd].subject, "/checkout/shipping");
+    assert_eq!(kinds[&FindingKind::FailingSearch].subject, "gift card");
+    assert_eq!(kinds[&FindingKind::FailingSearch].sessions, 3);
+    // The FAQ was followed by a page view: resolved, so no help-demand finding.
+    assert!(!kinds.contains_key(&FindingKind::HelpDemand));
+}
+
+#[test]
+fn a_deep_faq_read_that_ends_the_session_is_help_demand() {
+    let mut a = Aggregator::new(rules(3));
+    let mut t = Tally::default();
+    for s in 0..3 {
+        let mut faq = ev(
+            &format!("c{s}"),
+            "s",
+            T0,
+            EventKind::FaqView,
+            "/help/returns",
+        );
+        faq.scroll_depth = Some(0.95);
+        a.apply(0, sref(s), &faq, &mut t);
+    }
+    let closed = flush(&mut a, &[0], T0 + 10 * HOUR);
+    let f = closed[0]
+        .findings
+        .iter()
+        .find(|f| f.kind == FindingKind::HelpDemand)
+        .expect("help demand");
+    assert_eq!(
+        (f.subject.as_str(), f.sessions, f.base_sessions),
+        ("/help/returns", 3, 3)
+    );
+}
+
+#[test]
+fn never_remember_categories_count_only_in_totals() {
+    let mut a = Aggregator::new(rules(2));
+    let mut t = Tally::default();
+    for s in 0..5 {
+        let c = format!("c{s}");
+        let mut sensitive = ev(&c, "s", T0, EventKind::ProductView, "/p/pregnancy-test");
+        sensitive.category = Some("health".into());
+        sensitive.product_id = Some("pregnancy-test".into());
+        let mut cart = ev(&c, "s", T0 + MIN, EventKind::AddToCart, "/cart");
+        cart.items = vec![Item {
+            product_id: "pregnancy-test".into(),
+            category: Some("health".into()),
+            quantity: 1,
+            unit_price_cents: 999,
+        }];
+        let mut search = ev(&c, "s", T0 + 2 * MIN, EventKind::Search, "/search");
+        search.search_query = Some("ovulation".into());
+        search.category = Some("health".into());
+        search.search_results = Some(0);
+        for e in [sensitive, cart, search] {
+            a.apply(0, sref(s), &e, &mut t);
+        }
+    }
+    assert_eq!(t.sensitive_events, 15);
+    let closed = flush(&mut a, &[0], T0 + 10 * HOUR);
+    assert!(
+        closed[0].findings.is_empty(),
+        "sensitive steps are never keys: {:?}",
+        closed[0].findings
+    );
+    assert!(
+        closed[0].held_back.is_empty(),
+        "not even as held-back candidates"
+    );
+    let w_total = a.closed_through();
+    assert_eq!(w_total, T0 + HOUR);
+
+    // The totals still count them, and a published finding carries the total.
+    let mut a = Aggregator::new(rules(2));
+    for s in 0..2 {
+        let mut sensitive = ev(&format!("d{s}"), "s", T0, EventKind::ProductView, "/p/pill");
+        sensitive.category = Some("health".into());
+        a.apply(0, sref(s), &sensitive, &mut t);
+        session(&mut a, 0, 100 + s, T0, &long_way(), &mut t);
+    }
+    let closed = flush(&mut a, &[0], T0 + 10 * HOUR);
+    let f = &closed[0].findings[0];
+    assert_eq!(f.window_sensitive_events, 2);
+    assert!(closed[0]
+        .findings
+        .iter()
+        .all(|f| !f.subject.contains("pill") && f.via.iter().all(|b| !b.label.contains("pill"))));
+}
+
+#[test]
+fn nothing_stored_or_published_contains_a_customer_or_session_id() {
+    let mut a = Aggregator::new(rules(2));
+    let mut t = Tally::default();
+    for s in 0..6 {
+        session(&mut a, s as i32 % 2, s, T0, &long_way(), &mut t);
+    }
+    // Buffers in flight: no ids inside.
+    for s in 0..6 {
+        let buf = a.session(s as i32 % 2, &sref(s)).expect("in flight");
+        let bytes = crate::codec::encode_session(buf);
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(!text.contains("cust-") && !text.contains("sess-"), "{text}");
+    }
+    let closed = flush(&mut a, &[0, 1], T0 + 10 * HOUR);
+    assert!(!closed[0].findings.is_empty());
+    for f in &closed[0].findings {
+        let bytes = crate::codec::encode_finding(f);
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(!text.contains("cust-") && !text.contains("sess-"), "{text}");
+    }
+}
+
+#[test]
+fn findings_do_not_depend_on_how_partitions_interleave() {
+    let build = |order: &[(i32, usize)]| {
+        let mut a = Aggregator::new(rules(2));
+        let mut t = Tally::default();
+        for &(p, s) in order {
+            session(&mut a, p, s, T0 + s as i64 * 3 * MIN, &long_way(), &mut t);
+            // Window-closing checks in between must not change the outcome.
+            assert!(a.close_ready().is_empty());
+        }
+        flush(&mut a, &[0, 1], T0 + 10 * HOUR)
+    };
+    let one = build(&[(0, 0), (0, 1), (0, 2), (1, 3), (1, 4), (1, 5)]);
+    let two = build(&[(1, 3), (0, 0), (1, 4), (0, 1), (1, 5), (0, 2)]);
+    assert_eq!(one, two);
+    assert!(!one[0].findings.is_empty());
+    // Ids are a function of window, kind and key.
+    let f = &one[0].findings[0];
+    assert_eq!(
+        f.finding_id,
+        finding_id(T0, f.kind, &f.subject, f.related.as_deref())
+    );
+}
+
+#[test]
+fn a_session_starting_in_a_window_the_partition_has_passed_is_late() {
+    let mut a = Aggregator::new(rules(2));
+    let mut t = Tally::default();
+    a.apply(
+        0,
+        sref(1),
+        &ev("c", "s", T0 + 5 * HOUR, EventKind::PageView, "/"),
+        &mut t,
+    );
+    a.apply(
+        0,
+        sref(2),
+        &ev("d", "s", T0, EventKind::PageView, "/"),
+        &mut t,
+    );
+    assert_eq!(t.late_events, 1);
+    assert_eq!(a.sessions_in_flight(), 1);
+}
+
+#[test]
+fn session_buffers_are_bounded_in_events_and_in_number() {
+    let mut r = rules(2);
+    r.max_events_per_session = 3;
+    r.max_sessions_in_flight = 2;
+    let mut a = Aggregator::new(r);
+    let mut t = Tally::default();
+    session(&mut a, 0, 1, T0, &long_way(), &mut t);
+    assert_eq!(a.session(0, &sref(1)).map(|b| b.steps.len()), Some(3));
+    session(&mut a, 0, 2, T0 + MIN, &long_way()[..1], &mut t);
+    session(&mut a, 0, 3, T0 + 2 * MIN, &long_way()[..1], &mut t);
+    assert_eq!(a.sessions_in_flight(), 2);
+    assert_eq!(t.sessions_evicted, 1);
+    assert!(
+        a.session(0, &sref(2)).is_none(),
+        "the least recently active one went first"
+    );
+    a.advance(0, T0 + 10 * HOUR, &mut t);
+    assert_eq!(t.sessions_truncated, 1);
+}
+
+#[test]
+fn changes_describe_exactly_what_the_store_must_write() {
+    let mut a = Aggregator::new(rules(2));
+    let mut t = Tally::default();
+    a.apply(
+        0,
+        sref(1),
+        &ev("c", "s", T0, EventKind::PageView, "/"),
+        &mut t,
+    );
+    let c = a.take_changes();
+    assert!(c.sessions_put.contains(&(0, sref(1))));
+    assert!(c.session_index_put.contains(&(0, T0, sref(1))));
+    // Ended and restarted under the same reference within one batch: overwrite, old index gone.
+    a.apply(
+        0,
+        sref(1),
+        &ev("c", "s", T0 + HOUR, EventKind::PageView, "/"),
+        &mut t,
+    );
+    let c = a.take_changes();
+    assert!(c.sessions_put.contains(&(0, sref(1))));
+    assert!(c.sessions_deleted.is_empty());
+    assert!(c.session_index_deleted.contains(&(0, T0, sref(1))));
+    assert!(c.session_index_put.contains(&(0, T0 + HOUR, sref(1))));
+    assert!(c.windows_created.contains(&T0));
+    // Born and ended in one batch: the store never hears of it.
+    a.apply(
+        0,
+        sref(2),
+        &ev("d", "s", T0 + HOUR, EventKind::PageView, "/"),
+        &mut t,
+    );
+    a.advance(0, T0 + 3 * HOUR, &mut t);
+    let c = a.take_changes();
+    assert!(!c.sessions_put.contains(&(0, sref(2))) && !c.sessions_deleted.contains(&(0, sref(2))));
+    assert!(c.sessions_deleted.contains(&(0, sref(1))));
+    assert!(!c.session_index_put.iter().any(|e| e.2 == sref(2)));
+}
+
+#[test]
+fn queries_are_normalised_and_bounded() {
+    assert_eq!(normalize_query("  Red   SHOES "), "red shoes");
+    assert!(normalize_query(&"ä".repeat(300)).len() <= 100);
+}
