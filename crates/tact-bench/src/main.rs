@@ -15,6 +15,10 @@ use tact_runtime::generator::{Generated, Generator, GeneratorConfig};
 use tact_store::{Commit, RocksOptions, RocksStore, StateStore};
 use tact_telemetry::{Metrics, Names};
 
+/// The same allocator as the `tact` binary, so the engine is measured as it runs.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser, Debug)]
 struct Args {
     #[arg(long, default_value_t = 1_000_000)]

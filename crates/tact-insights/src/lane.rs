@@ -182,7 +182,7 @@ impl<S: StateStore> LaneCore<S> {
                 agg.restore_watermark(p, w);
             }
             // The index of one partition holds at most max_sessions_in_flight entries.
-            let index = store.timers_from(p, i64::MIN, usize::MAX)?;
+            let index = store.timers_in(p, i64::MIN, i64::MAX, usize::MAX)?;
             let refs: Vec<SessionRef> = index
                 .iter()
                 .filter_map(|t| <SessionRef>::try_from(t.key.as_slice()).ok())
@@ -195,7 +195,7 @@ impl<S: StateStore> LaneCore<S> {
                 }
             }
         }
-        let windows = store.timers_from(WINDOW_INDEX, i64::MIN, usize::MAX)?;
+        let windows = store.timers_in(WINDOW_INDEX, i64::MIN, i64::MAX, usize::MAX)?;
         for t in windows {
             if let Some(bytes) = store.multi_get(&[window_key(t.due).as_slice()])?.remove(0) {
                 agg.restore_window(t.due, decode_window(&bytes).map_err(corrupt)?);

@@ -8,7 +8,8 @@
 
 use crate::config::Settings;
 use crate::outbox::OutboxRecord;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tact_codec::{
@@ -26,6 +27,17 @@ use tact_telemetry::{GateReason, KindChannel, Metrics, TopicClass, TopicLabel};
 const STORE_RETRIES: u32 = 50;
 /// Timers read from the index at once.
 const TIMER_PAGE: usize = 1000;
+/// Index times are rounded up to this: a customer active every minute moves their index entry
+/// once per bucket, not once per event (each move leaves a deleted entry for scans to skip).
+/// Timers still fire at their exact due time; the index only says when to look.
+const TIMER_BUCKET_MS: i64 = 5 * 60_000;
+
+fn index_due(due: Timestamp) -> i64 {
+    due.millis()
+        .saturating_add(TIMER_BUCKET_MS - 1)
+        .div_euclid(TIMER_BUCKET_MS)
+        .saturating_mul(TIMER_BUCKET_MS)
+}
 
 /// What stops the pipeline, and what the operator should do about it.
 #[derive(Debug, thiserror::Error)]
@@ -96,8 +108,8 @@ struct Slot {
     erased: bool,
     /// The input partition this customer's records arrive on (their timers live there).
     partition: Option<i32>,
-    /// When the stored state's timer was due, so a changed state moves its index entry.
-    due_before: Option<Timestamp>,
+    /// The stored state's timer index time, so a changed state moves its index entry.
+    due_before: Option<i64>,
 }
 
 fn now_ms() -> i64 {
@@ -118,11 +130,11 @@ pub struct Processed {
 /// Per-batch bookkeeping for timers.
 #[derive(Default)]
 struct TimerScan {
-    /// Earliest timer in the store index per partition not yet handled in this batch
-    /// (`Some(None)`: none; absent: not looked up yet).
-    store_next: HashMap<i32, Option<i64>>,
-    /// Earliest next-due among customers changed in this batch, per partition.
-    batch_next: HashMap<i32, i64>,
+    /// How far the store index was scanned in this batch, per partition.
+    checked: HashMap<i32, i64>,
+    /// Next-due times of customers changed in this batch, per partition (a min-heap; entries
+    /// superseded by a later change are skipped when popped).
+    batch_due: HashMap<i32, BinaryHeap<Reverse<(i64, String)>>>,
     /// Index entries whose customer's state no longer wants them.
     stale: Vec<Timer>,
     /// Partitions whose watermark moved.
@@ -140,6 +152,9 @@ pub struct Engine<S: StateStore> {
     next_seq: u64,
     /// Event-time watermark per input partition (latest event time applied), persisted.
     watermarks: HashMap<i32, i64>,
+    /// Per partition, every index entry due before this has been handled (in memory only: after
+    /// a restart the first scan starts from the beginning).
+    floors: HashMap<i32, i64>,
     pub summary: RunSummary,
 }
 
@@ -166,6 +181,7 @@ impl<S: StateStore> Engine<S> {
             applied: HashMap::new(),
             next_seq,
             watermarks: HashMap::new(),
+            floors: HashMap::new(),
             summary: RunSummary::default(),
         })
     }
@@ -178,6 +194,7 @@ impl<S: StateStore> Engine<S> {
     pub fn forget(&mut self, source: Source, partition: i32) {
         self.applied.remove(&(source, partition));
         self.watermarks.remove(&partition);
+        self.floors.remove(&partition);
     }
 
     pub fn applied_offset(
@@ -219,10 +236,10 @@ impl<S: StateStore> Engine<S> {
         let max = self.settings.max_message_bytes;
         // Decode at the edge; skip what an earlier run already applied.
         let mut work: Vec<(Input, Work)> = Vec::with_capacity(batch.len());
-        let mut consumed: BTreeMap<(String, i32), i64> = BTreeMap::new();
+        let mut consumed: BTreeMap<(Source, i32), i64> = BTreeMap::new();
         for input in batch {
             let slot = consumed
-                .entry((input.topic.clone(), input.partition))
+                .entry((input.source, input.partition))
                 .or_insert(input.offset);
             *slot = (*slot).max(input.offset);
             let label = input.source.label();
@@ -275,13 +292,10 @@ impl<S: StateStore> Engine<S> {
 
         // Fold, in input order.
         let mut out: Vec<OutboxRecord> = Vec::new();
-        let mut applied: BTreeMap<(Source, String, i32), i64> = BTreeMap::new();
+        let mut applied: BTreeMap<(Source, i32), i64> = BTreeMap::new();
         let mut scan = TimerScan::default();
         for (input, w) in &work {
-            applied.insert(
-                (input.source, input.topic.clone(), input.partition),
-                input.offset,
-            );
+            applied.insert((input.source, input.partition), input.offset);
             let p = input.partition;
             match w {
                 Work::Click(ev) => {
@@ -312,7 +326,7 @@ impl<S: StateStore> Engine<S> {
                     );
                     let outcome = apply_event(&mut slot.state, ev, rules);
                     slot.changed = true;
-                    note_due(&mut scan, p, &slot.state, rules);
+                    note_due(&mut scan, p, &ev.customer_id, &slot.state, rules);
                     self.summary.events += 1;
                     record_outcome(
                         &mut self.encoder,
@@ -353,7 +367,7 @@ impl<S: StateStore> Engine<S> {
                         self.metrics.erasures.inc();
                     }
                     slot.changed = true;
-                    note_due(&mut scan, p, &slot.state, rules);
+                    note_due(&mut scan, p, &cmd.customer_id, &slot.state, rules);
                 }
                 Work::Dead(class, message) => {
                     let record = DeadLetter {
@@ -395,10 +409,10 @@ impl<S: StateStore> Engine<S> {
         // One atomic commit: next states, timers, watermarks, applied offsets, outgoing records.
         let offsets = applied
             .iter()
-            .map(|((_, t, p), o)| (t.clone(), *p, *o))
+            .map(|((src, p), o)| (self.topic(*src).to_owned(), *p, *o))
             .collect();
         let seqs = self.commit(slots, &out, offsets, outbox_deletes, scan)?;
-        for ((source, _, p), o) in applied {
+        for ((source, p), o) in applied {
             self.applied.insert((source, p), o);
         }
         self.metrics
@@ -406,8 +420,19 @@ impl<S: StateStore> Engine<S> {
             .observe(started.elapsed().as_secs_f64());
         Ok(Processed {
             records: seqs.into_iter().zip(out).collect(),
-            consumed: consumed.into_iter().map(|((t, p), o)| (t, p, o)).collect(),
+            consumed: consumed
+                .into_iter()
+                .map(|((src, p), o)| (self.topic(src).to_owned(), p, o))
+                .collect(),
         })
+    }
+
+    /// The configured topic name of an input.
+    fn topic(&self, source: Source) -> &str {
+        match source {
+            Source::Clickstream => &self.settings.topics.clickstream,
+            Source::ProfileCommands => &self.settings.topics.profile_commands,
+        }
     }
 
     /// Fires the timers of `partition` that event time `wm` has passed: customers changed in
@@ -421,15 +446,21 @@ impl<S: StateStore> Engine<S> {
         out: &mut Vec<OutboxRecord>,
     ) -> Result<(), PipelineError> {
         let rules = &self.settings.rules;
-        if scan.batch_next.get(&p).is_some_and(|d| *d <= wm) {
-            let mut next = i64::MAX;
-            for (id, slot) in slots
-                .iter_mut()
-                .filter(|(_, s)| s.changed && s.partition == Some(p))
-            {
+        if let Some(heap) = scan.batch_due.get_mut(&p) {
+            let mut again = Vec::new();
+            while heap.peek().is_some_and(|Reverse((d, _))| *d <= wm) {
+                let Some(Reverse((due, id))) = heap.pop() else {
+                    break;
+                };
+                let Some(slot) = slots.get_mut(&id) else {
+                    continue;
+                };
+                if next_due(&slot.state, &rules.policy).map(Timestamp::millis) != Some(due) {
+                    continue; // superseded by a later change of this customer
+                }
                 fire_due(
                     &mut slot.state,
-                    id,
+                    &id,
                     Timestamp(wm),
                     rules,
                     &mut self.encoder,
@@ -438,31 +469,27 @@ impl<S: StateStore> Engine<S> {
                     &self.settings,
                     out,
                 );
-                if let Some(d) = next_due(&slot.state, &rules.policy) {
-                    next = next.min(d.millis());
+                if let Some(next) = next_due(&slot.state, &rules.policy) {
+                    again.push(Reverse((next.millis(), id)));
                 }
             }
-            scan.batch_next.insert(p, next);
+            heap.extend(again.into_iter().filter(|Reverse((d, _))| *d > wm));
         }
-        let store_next = match scan.store_next.get(&p) {
-            Some(n) => *n,
-            None => {
-                let n = self
-                    .store
-                    .timers_from(p, i64::MIN, 1)?
-                    .first()
-                    .map(|t| t.due);
-                scan.store_next.insert(p, n);
-                n
-            }
-        };
-        if store_next.is_none_or(|d| d > wm) {
+        // The index, from where earlier scans left off up to `wm`: bounded on both sides, so a
+        // scan never walks the deleted entries that rescheduled timers leave behind.
+        let floor = self.floors.get(&p).copied().unwrap_or(i64::MIN);
+        let from = floor.max(
+            scan.checked
+                .get(&p)
+                .map_or(i64::MIN, |c| c.saturating_add(1)),
+        );
+        if from > wm {
             return Ok(());
         }
-        let mut from = i64::MIN;
+        let mut cursor = from;
+        let mut complete = true;
         loop {
-            let page = self.store.timers_from(p, from, TIMER_PAGE)?;
-            let due: Vec<Timer> = page.iter().take_while(|t| t.due <= wm).cloned().collect();
+            let due = self.store.timers_in(p, cursor, wm, TIMER_PAGE)?;
             let ids: Vec<String> = due
                 .iter()
                 .map(|t| String::from_utf8_lossy(&t.key).into_owned())
@@ -482,7 +509,7 @@ impl<S: StateStore> Engine<S> {
                     // Live state in this batch governs (handled above); the commit moves its entry.
                     continue;
                 }
-                if slot.due_before.map(Timestamp::millis) != Some(t.due) {
+                if slot.due_before != Some(t.due) {
                     scan.stale.push(t.clone());
                     continue;
                 }
@@ -499,27 +526,27 @@ impl<S: StateStore> Engine<S> {
                     out,
                 );
                 slot.changed = true;
-                note_due(scan, p, &slot.state, rules);
+                note_due(scan, p, &id, &slot.state, rules);
             }
+            let Some(last) = due.last().map(|t| t.due) else {
+                break;
+            };
             if due.len() < TIMER_PAGE {
                 break;
             }
-            // Next page strictly after this one's last due time, so the scan always advances (a
-            // page of timers all due at one instant would otherwise be read forever). Timers left
-            // at that instant fire at the start of the next batch, when the scan starts over.
-            from = due.last().map_or(wm, |t| t.due).saturating_add(1);
-            if from > wm {
+            // A full page: continue strictly after its last due time so the scan always advances.
+            // Entries left at that very instant wait for the next batch (the floor stays there).
+            complete = false;
+            cursor = last.saturating_add(1);
+            self.floors.insert(p, last);
+            if cursor > wm {
                 break;
             }
         }
-        // Entries at or before `wm` not handled above (only after a full page) are found again by
-        // the next batch's first look-up, which starts from the beginning of the partition.
-        let next = self
-            .store
-            .timers_from(p, wm.saturating_add(1), 1)?
-            .first()
-            .map(|t| t.due);
-        scan.store_next.insert(p, next);
+        scan.checked.insert(p, wm);
+        if complete {
+            self.floors.insert(p, wm.saturating_add(1).max(floor));
+        }
         Ok(())
     }
 
@@ -534,7 +561,7 @@ impl<S: StateStore> Engine<S> {
                     PipelineError::Fatal(format!("stored state is unreadable ({e}); inspect the state directory before restarting"))
                 })?,
             };
-            let due_before = next_due(&state, &self.settings.rules.policy);
+            let due_before = next_due(&state, &self.settings.rules.policy).map(index_due);
             slots.insert(
                 (*id).to_owned(),
                 Slot {
@@ -574,21 +601,25 @@ impl<S: StateStore> Engine<S> {
             let due_after = if slot.state.is_empty() {
                 None
             } else {
-                next_due(&slot.state, &self.settings.rules.policy)
+                next_due(&slot.state, &self.settings.rules.policy).map(index_due)
             };
             if let Some(partition) = slot.partition {
                 if slot.due_before != due_after {
                     if let Some(due) = slot.due_before {
                         commit.timer_deletes.push(Timer {
                             partition,
-                            due: due.millis(),
+                            due,
                             key: key.clone(),
                         });
                     }
                     if let Some(due) = due_after {
+                        // A timer earlier than what the index was scanned up to (late events):
+                        // scans must start from it again.
+                        let floor = self.floors.entry(partition).or_insert(i64::MIN);
+                        *floor = (*floor).min(due);
                         commit.timer_puts.push(Timer {
                             partition,
-                            due: due.millis(),
+                            due,
                             key: key.clone(),
                         });
                     }
@@ -671,11 +702,13 @@ impl<S: StateStore> Engine<S> {
     }
 }
 
-/// Remembers the earliest next-due among customers changed in this batch, per partition.
-fn note_due(scan: &mut TimerScan, partition: i32, state: &CustomerState, rules: &Rules) {
+/// Remembers when a customer changed in this batch is next due, per partition.
+fn note_due(scan: &mut TimerScan, partition: i32, id: &str, state: &CustomerState, rules: &Rules) {
     if let Some(d) = next_due(state, &rules.policy) {
-        let slot = scan.batch_next.entry(partition).or_insert(i64::MAX);
-        *slot = (*slot).min(d.millis());
+        scan.batch_due
+            .entry(partition)
+            .or_default()
+            .push(Reverse((d.millis(), id.to_owned())));
     }
 }
 

@@ -9,6 +9,7 @@ pub fn run_all<S: StateStore>(fresh: &mut dyn FnMut() -> S) {
     a_commit_applies_state_offsets_and_outbox_together(&fresh());
     deletes_remove_state_and_outbox_entries(&fresh());
     outbox_is_returned_in_sequence_order(&fresh());
+    deleting_runs_of_outbox_entries_keeps_the_others(&fresh());
     offsets_are_per_topic_and_partition(&fresh());
     timers_come_back_per_partition_in_due_order(&fresh());
 }
@@ -130,22 +131,25 @@ pub fn timers_come_back_per_partition_in_due_order(s: &dyn StateStore) {
         ..Commit::default()
     })
     .expect("commit");
-    let all = s.timers_from(0, i64::MIN, 10).expect("timers");
+    let all = s.timers_in(0, i64::MIN, i64::MAX, 10).expect("timers");
     assert_eq!(
         all,
         vec![t(0, -5, "a"), t(0, 3, "a"), t(0, 3, "b"), t(0, 1000, "c")]
     );
     assert_eq!(
-        s.timers_from(0, 4, 10).expect("timers"),
+        s.timers_in(0, 4, i64::MAX, 10).expect("timers"),
         vec![t(0, 1000, "c")]
     );
-    assert_eq!(s.timers_from(0, i64::MIN, 1).expect("timers").len(), 1);
     assert_eq!(
-        s.timers_from(1, i64::MIN, 10).expect("timers"),
+        s.timers_in(0, i64::MIN, i64::MAX, 1).expect("timers").len(),
+        1
+    );
+    assert_eq!(
+        s.timers_in(1, i64::MIN, i64::MAX, 10).expect("timers"),
         vec![t(1, 2, "z")]
     );
     assert_eq!(
-        s.timers_from(-1, i64::MIN, 10).expect("timers"),
+        s.timers_in(-1, i64::MIN, i64::MAX, 10).expect("timers"),
         vec![t(-1, 1, "y")]
     );
     s.commit(&Commit {
@@ -153,7 +157,45 @@ pub fn timers_come_back_per_partition_in_due_order(s: &dyn StateStore) {
         ..Commit::default()
     })
     .expect("commit");
-    assert_eq!(s.timers_from(0, i64::MIN, 10).expect("timers").len(), 3);
+    assert_eq!(
+        s.timers_in(0, i64::MIN, i64::MAX, 10)
+            .expect("timers")
+            .len(),
+        3
+    );
+    assert_eq!(
+        s.timers_in(0, -5, 3, 10).expect("timers"),
+        vec![t(0, -5, "a"), t(0, 3, "b")],
+        "both ends inclusive"
+    );
+    assert_eq!(s.timers_in(0, 4, 999, 10).expect("timers"), vec![]);
+    assert_eq!(
+        s.timers_in(0, 4, 2, 10).expect("timers"),
+        vec![],
+        "an empty range"
+    );
     assert_eq!(s.meta("watermark").expect("meta"), Some(77));
     assert_eq!(s.meta("other").expect("meta"), None);
+}
+
+pub fn deleting_runs_of_outbox_entries_keeps_the_others(s: &dyn StateStore) {
+    s.commit(&Commit {
+        outbox_puts: (0..20).map(|i| (i, vec![i as u8])).collect(),
+        ..Commit::default()
+    })
+    .expect("commit");
+    // Two runs, a single, out of order and with a duplicate.
+    s.commit(&Commit {
+        outbox_deletes: vec![5, 3, 4, 4, 9, 15, 16, 17],
+        ..Commit::default()
+    })
+    .expect("commit");
+    let left: Vec<u64> = s
+        .pending_outbox()
+        .expect("outbox")
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(left, vec![0, 1, 2, 6, 7, 8, 10, 11, 12, 13, 14, 18, 19]);
+    assert_eq!(s.next_outbox_seq().expect("seq"), 20);
 }

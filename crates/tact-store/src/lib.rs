@@ -84,11 +84,13 @@ pub trait StateStore: Send {
     /// Makes every commit so far survive power loss (not only a process crash).
     fn sync(&self) -> Result<(), StoreError>;
 
-    /// Timers of `partition` due at or after `from`, earliest first, at most `limit`.
-    fn timers_from(
+    /// Timers of `partition` due in `from..=until`, earliest first, at most `limit`. Bounded on
+    /// both sides so a scan never walks deleted entries outside the range.
+    fn timers_in(
         &self,
         partition: i32,
         from: i64,
+        until: i64,
         limit: usize,
     ) -> Result<Vec<Timer>, StoreError>;
 

@@ -86,10 +86,11 @@ impl StateStore for MemoryStore {
         Ok(())
     }
 
-    fn timers_from(
+    fn timers_in(
         &self,
         partition: i32,
         from: i64,
+        until: i64,
         limit: usize,
     ) -> Result<Vec<Timer>, StoreError> {
         let start = Timer {
@@ -101,7 +102,7 @@ impl StateStore for MemoryStore {
             .lock()
             .timers
             .range(start..)
-            .take_while(|t| t.partition == partition)
+            .take_while(|t| t.partition == partition && t.due <= until)
             .take(limit)
             .cloned()
             .collect())

@@ -190,8 +190,25 @@ impl StateStore for RocksStore {
         for (seq, v) in &c.outbox_puts {
             batch.put_cf(outbox, seq.to_be_bytes(), v);
         }
-        for seq in &c.outbox_deletes {
-            batch.delete_cf(outbox, seq.to_be_bytes());
+        // Acknowledged records come in runs of consecutive sequence numbers: one range tombstone
+        // per run instead of one per record keeps the outbox cheap to write and to scan.
+        let mut seqs = c.outbox_deletes.clone();
+        seqs.sort_unstable();
+        seqs.dedup();
+        let mut i = 0;
+        while i < seqs.len() {
+            let start = seqs[i];
+            let mut end = start;
+            while i + 1 < seqs.len() && seqs[i + 1] == end + 1 {
+                i += 1;
+                end = seqs[i];
+            }
+            if end == start {
+                batch.delete_cf(outbox, start.to_be_bytes());
+            } else {
+                batch.delete_range_cf(outbox, start.to_be_bytes(), (end + 1).to_be_bytes());
+            }
+            i += 1;
         }
         for t in &c.timer_deletes {
             batch.delete_cf(timers, timer_key(t));
@@ -237,20 +254,37 @@ impl StateStore for RocksStore {
         self.db.flush_wal(true).map_err(classify)
     }
 
-    fn timers_from(
+    fn timers_in(
         &self,
         partition: i32,
         from: i64,
+        until: i64,
         limit: usize,
     ) -> Result<Vec<Timer>, StoreError> {
         let mut out = Vec::new();
-        let start = timer_prefix(partition, from);
-        let mode = IteratorMode::From(&start, rocksdb::Direction::Forward);
-        for item in self.db.iterator_cf(self.cf(CF_TIMERS)?, mode) {
+        if from > until {
+            return Ok(out);
+        }
+        let mut opts = rocksdb::ReadOptions::default();
+        opts.set_iterate_lower_bound(timer_prefix(partition, from));
+        // Exclusive upper bound: the first key past `until` (the next partition when `until` is
+        // the largest due time).
+        let upper = match until.checked_add(1) {
+            Some(next) => timer_prefix(partition, next),
+            None => match partition.checked_add(1) {
+                Some(p) => timer_prefix(p, i64::MIN),
+                None => vec![0xff; 13],
+            },
+        };
+        opts.set_iterate_upper_bound(upper);
+        for item in self
+            .db
+            .iterator_cf_opt(self.cf(CF_TIMERS)?, opts, IteratorMode::Start)
+        {
             let (k, _) = item.map_err(classify)?;
             let timer = parse_timer_key(&k)
                 .ok_or_else(|| StoreError::Fatal("timer key is corrupt".into()))?;
-            if timer.partition != partition || out.len() >= limit {
+            if out.len() >= limit {
                 break;
             }
             out.push(timer);
