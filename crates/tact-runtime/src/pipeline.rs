@@ -150,6 +150,7 @@ impl<S: StateStore> Pipeline<S> {
     pub fn run(mut self, stop: &AtomicBool) -> Result<RunSummary, PipelineError> {
         let started = Instant::now();
         self.resend_outbox()?;
+        self.probe_store_size();
         let topics = [
             self.settings.topics.clickstream.as_str(),
             self.settings.topics.profile_commands.as_str(),
@@ -188,10 +189,7 @@ impl<S: StateStore> Pipeline<S> {
                 self.fire_wall_clock_timers()?;
             }
             if self.last_size_probe.elapsed() > Duration::from_secs(10) {
-                self.metrics
-                    .store_size
-                    .set(self.engine.store().size_bytes());
-                self.last_size_probe = Instant::now();
+                self.probe_store_size();
             }
         }
         Ok(())
@@ -266,6 +264,13 @@ impl<S: StateStore> Pipeline<S> {
         self.tracker.open_batch(processed.consumed, &seqs);
         self.metrics.outbox_pending.set(self.in_flight.len() as i64);
         Ok(())
+    }
+
+    fn probe_store_size(&mut self) {
+        self.metrics
+            .store_size
+            .set(self.engine.store().size_bytes());
+        self.last_size_probe = Instant::now();
     }
 
     /// The input is idle: let wall-clock time move timers (sessions end, carts come due).
@@ -419,6 +424,7 @@ impl<S: StateStore> Pipeline<S> {
         self.pump_deliveries()?;
         // Forced: deletes acknowledged outbox entries, syncs the store, commits offsets.
         self.maybe_commit(true)?;
+        self.probe_store_size();
         self.engine.summary.unacknowledged_at_exit = self.in_flight.len();
         if !self.in_flight.is_empty() {
             tracing::warn!(
