@@ -592,6 +592,7 @@ profile_commands = "{topics['profile_commands']}"
 decisions = "{topics['decisions']}"
 suppressed = "{topics['suppressed']}"
 dead_letter = "{topics['dead_letter']}"
+erasure_receipts = "{topics['erasure_receipts']}"
 
 [input]
 clickstream_format = "avro_confluent"
@@ -836,7 +837,8 @@ def main() -> int:
         broker.start()
         log(f"tansu on {broker.bootstrap}")
         tact_topics = {"profile_commands": "tact-profile-commands", "decisions": "tact-decisions",
-                       "suppressed": "tact-decisions-suppressed", "dead_letter": "tact-dead-letter"}
+                       "suppressed": "tact-decisions-suppressed", "dead_letter": "tact-dead-letter",
+                       "erasure_receipts": "tact-erasure-receipts"}
         quix_out = "quix-decisions"
         log(f"generating {args.events:,} events over {args.customers:,} customer ids"
             + (f" after a prefill of {args.prefill_customers:,} customers" if args.prefill_customers else ""))

@@ -200,6 +200,7 @@ SCHEMA_FILES = {
     "Decision": "decision.avsc",
     "SuppressedCandidate": "suppressed_candidate.avsc",
     "DeadLetter": "dead_letter.avsc",
+    "ErasureReceipt": "erasure_receipt.avsc",
 }
 
 
@@ -782,6 +783,7 @@ def topic_set(prefix: str = "e2e") -> dict[str, str]:
         "decisions": f"{prefix}-{tag}-decisions",
         "suppressed": f"{prefix}-{tag}-decisions-suppressed",
         "dead_letter": f"{prefix}-{tag}-dead-letter",
+        "erasure_receipts": f"{prefix}-{tag}-erasure-receipts",
     }
 
 

@@ -18,6 +18,6 @@ pub use input::{
 };
 pub use output::{
     decode_decision, decode_suppressed, DeadLetter, DecodedDecision, DecodedSuppressed, Encoder,
-    OutputFormat, Stage,
+    OutputFormat, Receipt, Stage,
 };
 pub use state::{decode_state, encode_state, StateCodecError};

@@ -6,6 +6,7 @@ use crate::schema;
 use serde::{Deserialize, Serialize};
 use serde_avro_fast::ser::SerializerConfig;
 use serde_avro_fast::Schema;
+use tact_core::state::ErasureReport;
 use tact_core::{Decision, Reason, Suppressed};
 
 /// Framing of every record tact produces.
@@ -98,12 +99,47 @@ struct WireDeadLetter<'a> {
     dead_lettered_at: i64,
 }
 
+#[derive(Serialize)]
+struct WireReceipt<'a> {
+    receipt_id: String,
+    command_id: &'a str,
+    request_ref: Option<&'a str>,
+    requested_at: i64,
+    erased_at: i64,
+    removed: WireRemoved,
+    purged: bool,
+}
+
+#[derive(Serialize)]
+struct WireRemoved {
+    interests: i32,
+    purchases: i32,
+    cart_items: i32,
+    consents: i32,
+    recipients: i32,
+    follows: i32,
+    session: bool,
+    had_state: bool,
+}
+
+/// What an erasure receipt says.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Receipt<'a> {
+    pub command_id: &'a str,
+    pub request_ref: Option<&'a str>,
+    pub requested_at_ms: i64,
+    pub erased_at_ms: i64,
+    pub removed: &'a ErasureReport,
+    pub purged: bool,
+}
+
 /// Encodes output records. Holds the serializer configs so their buffers are reused.
 pub struct Encoder {
     format: OutputFormat,
     decision: SerializerConfig<'static>,
     suppressed: SerializerConfig<'static>,
     dead_letter: SerializerConfig<'static>,
+    receipt: SerializerConfig<'static>,
 }
 
 impl std::fmt::Debug for Encoder {
@@ -142,6 +178,7 @@ impl Encoder {
             decision: SerializerConfig::new(schema::decision()),
             suppressed: SerializerConfig::new(schema::suppressed()),
             dead_letter: SerializerConfig::new(schema::dead_letter()),
+            receipt: SerializerConfig::new(schema::erasure_receipt()),
         }
     }
 
@@ -207,6 +244,32 @@ impl Encoder {
         };
         let id = self.id(|_, _, l| l);
         framed(&wire, &mut self.dead_letter, id)
+    }
+}
+
+impl Encoder {
+    /// An erasure receipt, always in single-object encoding (it is self-describing for auditors).
+    pub fn erasure_receipt(&mut self, r: &Receipt<'_>) -> Vec<u8> {
+        let n = |v: u32| i32::try_from(v).unwrap_or(i32::MAX);
+        let wire = WireReceipt {
+            receipt_id: tact_core::id::stable_id("e", &[r.command_id]),
+            command_id: r.command_id,
+            request_ref: r.request_ref,
+            requested_at: r.requested_at_ms,
+            erased_at: r.erased_at_ms,
+            removed: WireRemoved {
+                interests: n(r.removed.interests),
+                purchases: n(r.removed.purchases),
+                cart_items: n(r.removed.cart_items),
+                consents: n(r.removed.consents),
+                recipients: n(r.removed.recipients),
+                follows: n(r.removed.follows),
+                session: r.removed.session,
+                had_state: r.removed.had_state,
+            },
+            purged: r.purged,
+        };
+        framed(&wire, &mut self.receipt, None)
     }
 }
 

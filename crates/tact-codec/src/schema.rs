@@ -4,12 +4,13 @@ use serde_avro_fast::Schema;
 use std::sync::OnceLock;
 
 /// (file name, JSON text) of every shipped schema.
-pub const FILES: [(&str, &str); 5] = [
+pub const FILES: [(&str, &str); 6] = [
     ("click_event.avsc", CLICK_EVENT),
     ("profile_command.avsc", PROFILE_COMMAND),
     ("decision.avsc", DECISION),
     ("suppressed_candidate.avsc", SUPPRESSED),
     ("dead_letter.avsc", DEAD_LETTER),
+    ("erasure_receipt.avsc", ERASURE_RECEIPT),
 ];
 
 pub const CLICK_EVENT: &str = include_str!("../../../schemas/click_event.avsc");
@@ -17,6 +18,7 @@ pub const PROFILE_COMMAND: &str = include_str!("../../../schemas/profile_command
 pub const DECISION: &str = include_str!("../../../schemas/decision.avsc");
 pub const SUPPRESSED: &str = include_str!("../../../schemas/suppressed_candidate.avsc");
 pub const DEAD_LETTER: &str = include_str!("../../../schemas/dead_letter.avsc");
+pub const ERASURE_RECEIPT: &str = include_str!("../../../schemas/erasure_receipt.avsc");
 
 macro_rules! parsed {
     ($fn_name:ident, $text:ident) => {
@@ -38,6 +40,7 @@ parsed!(profile_command, PROFILE_COMMAND);
 parsed!(decision, DECISION);
 parsed!(suppressed, SUPPRESSED);
 parsed!(dead_letter, DEAD_LETTER);
+parsed!(erasure_receipt, ERASURE_RECEIPT);
 
 #[cfg(test)]
 mod tests {
@@ -48,5 +51,6 @@ mod tests {
         super::decision();
         super::suppressed();
         super::dead_letter();
+        super::erasure_receipt();
     }
 }

@@ -154,7 +154,35 @@ pub struct Recipient {
     pub interests: Vec<String>,
 }
 
+/// What an erasure removed, counted before the state is dropped (for the erasure receipt).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErasureReport {
+    pub interests: u32,
+    pub purchases: u32,
+    pub cart_items: u32,
+    pub consents: u32,
+    pub recipients: u32,
+    pub follows: u32,
+    pub session: bool,
+    pub had_state: bool,
+}
+
 impl CustomerState {
+    /// Counts what an erasure of this state removes.
+    pub fn erasure_report(&self) -> ErasureReport {
+        let n = |len: usize| u32::try_from(len).unwrap_or(u32::MAX);
+        ErasureReport {
+            interests: n(self.interests.len()),
+            purchases: n(self.purchases.len()),
+            cart_items: n(self.cart.as_ref().map_or(0, |c| c.items.len())),
+            consents: n(self.consents.len()),
+            recipients: n(self.recipients.len()),
+            follows: n(self.follows.len()),
+            session: self.session.is_some(),
+            had_state: !self.is_empty(),
+        }
+    }
+
     /// True when nothing at all is remembered (an erased or never-seen customer).
     pub fn is_empty(&self) -> bool {
         *self == CustomerState::default()

@@ -51,6 +51,7 @@ struct RawTopics {
     decisions: String,
     suppressed: String,
     dead_letter: String,
+    erasure_receipts: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -151,6 +152,8 @@ pub struct Topics {
     pub decisions: String,
     pub suppressed: String,
     pub dead_letter: String,
+    /// Proof of each erasure (keyed by command id; no customer id inside).
+    pub erasure_receipts: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -322,6 +325,7 @@ impl RawConfig {
             ("topics.decisions", &t.decisions),
             ("topics.suppressed", &t.suppressed),
             ("topics.dead_letter", &t.dead_letter),
+            ("topics.erasure_receipts", &t.erasure_receipts),
         ];
         for (key, name) in names {
             let valid = !name.is_empty()
@@ -459,6 +463,7 @@ impl RawConfig {
                 decisions: self.topics.decisions,
                 suppressed: self.topics.suppressed,
                 dead_letter: self.topics.dead_letter,
+                erasure_receipts: self.topics.erasure_receipts,
             },
             clickstream_format: self.input.clickstream_format,
             profile_commands_format: self.input.profile_commands_format,

@@ -51,6 +51,7 @@ pub fn run_demo(
         &t.decisions,
         &t.suppressed,
         &t.dead_letter,
+        &t.erasure_receipts,
         &insights_topic,
     ] {
         cluster

@@ -14,17 +14,19 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tact_codec::{
     decode_click, decode_command, decode_state, encode_state, DeadLetter, Encoder, ErrorClass,
-    Stage,
+    Receipt, Stage,
 };
 use tact_core::{
-    apply_command, apply_event, apply_timer, next_due, ClickEvent, CommandEffect, CustomerState,
-    EventKind, Outcome, ProfileCommand, Rules, Timestamp,
+    apply_command, apply_event, apply_timer, next_due, ClickEvent, CommandBody, CommandEffect,
+    CustomerState, EventKind, Outcome, ProfileCommand, Rules, Timestamp,
 };
 use tact_store::{Commit, StateStore, StoreError, Timer};
 use tact_telemetry::{GateReason, KindChannel, Metrics, TopicClass, TopicLabel};
 
 /// Attempts at a store write that reports "busy" before giving up.
 const STORE_RETRIES: u32 = 50;
+/// Set (to 1) in the commit that erases a customer, cleared after the purge.
+const PURGE_PENDING: &str = "purge_pending";
 /// Timers read from the index at once.
 const TIMER_PAGE: usize = 1000;
 /// Index times are rounded up to this: a customer active every minute moves their index entry
@@ -173,6 +175,14 @@ fn watermark_name(partition: i32) -> String {
 impl<S: StateStore> Engine<S> {
     pub fn new(settings: Settings, store: S, metrics: Arc<Metrics>) -> Result<Self, PipelineError> {
         let next_seq = store.next_outbox_seq()?;
+        if store.meta(PURGE_PENDING)? == Some(1) {
+            tracing::info!("an erasure's purge was interrupted; purging every deleted value now");
+            store.purge(None)?;
+            store.commit(&Commit {
+                meta_puts: vec![(PURGE_PENDING.to_owned(), 0)],
+                ..Commit::default()
+            })?;
+        }
         Ok(Engine {
             encoder: Encoder::new(settings.output),
             settings,
@@ -362,9 +372,32 @@ impl<S: StateStore> Engine<S> {
                         &self.settings,
                         &mut out,
                     );
+                    let before = matches!(cmd.body, CommandBody::Erase { .. })
+                        .then(|| slot.state.erasure_report());
                     if apply_command(&mut slot.state, cmd, rules) == CommandEffect::Erase {
                         slot.erased = true;
                         self.metrics.erasures.inc();
+                        let erased_at = now_ms();
+                        self.metrics
+                            .erasure_lag
+                            .observe((erased_at - cmd.issued_at.millis()).max(0) as f64 / 1000.0);
+                        let request_ref = match &cmd.body {
+                            CommandBody::Erase { request_ref } => request_ref.as_deref(),
+                            _ => None,
+                        };
+                        // The receipt names the request, not the person: it is keyed by command id.
+                        out.push(OutboxRecord {
+                            topic: self.settings.topics.erasure_receipts.clone(),
+                            key: cmd.command_id.clone().into_bytes(),
+                            payload: self.encoder.erasure_receipt(&Receipt {
+                                command_id: &cmd.command_id,
+                                request_ref,
+                                requested_at_ms: cmd.issued_at.millis(),
+                                erased_at_ms: erased_at,
+                                removed: &before.unwrap_or_default(),
+                                purged: true,
+                            }),
+                        });
                     }
                     slot.changed = true;
                     note_due(&mut scan, p, &cmd.customer_id, &slot.state, rules);
@@ -634,6 +667,10 @@ impl<S: StateStore> Engine<S> {
                 commit.state_puts.push((key, encode_state(&slot.state)));
             }
         }
+        if !erased_keys.is_empty() {
+            // Set with the erasure, cleared after the purge: a crash in between re-runs it.
+            commit.meta_puts.push((PURGE_PENDING.to_owned(), 1));
+        }
         for p in scan.moved {
             if let Some(w) = self.watermarks.get(&p) {
                 commit.meta_puts.push((watermark_name(p), *w));
@@ -646,11 +683,15 @@ impl<S: StateStore> Engine<S> {
             self.next_seq += 1;
         }
         self.write(&commit)?;
-        for key in erased_keys {
-            // Deleted values stay in files until compaction: compact so erasure is real.
-            let mut end = key.clone();
-            end.push(0);
-            self.store.compact_state_range(&key, &end)?;
+        if !erased_keys.is_empty() {
+            for key in &erased_keys {
+                // Deleted values stay in files and the write-ahead log until compaction.
+                self.store.purge(Some(key))?;
+            }
+            self.write(&Commit {
+                meta_puts: vec![(PURGE_PENDING.to_owned(), 0)],
+                ..Commit::default()
+            })?;
         }
         Ok(seqs)
     }

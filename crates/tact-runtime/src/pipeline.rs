@@ -466,6 +466,7 @@ fn check_topics(
         &t.decisions,
         &t.suppressed,
         &t.dead_letter,
+        &t.erasure_receipts,
     ]
     .into_iter()
     .filter(|name| {

@@ -69,7 +69,7 @@ pub fn deletes_remove_state_and_outbox_entries(s: &dyn StateStore) {
         s.pending_outbox().expect("outbox"),
         vec![(6, b"r6".to_vec())]
     );
-    s.compact_state_range(b"x", b"y").expect("compact");
+    s.purge(Some(b"x")).expect("purge");
     assert_eq!(s.multi_get(&[b"x"]).expect("get"), vec![None]);
 }
 

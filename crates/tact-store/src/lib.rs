@@ -100,8 +100,11 @@ pub trait StateStore: Send {
     /// Approximate bytes on disk (0 for the in-memory store).
     fn size_bytes(&self) -> u64;
 
-    /// Rewrites the state range `[from, to)` so deleted values leave the files.
-    fn compact_state_range(&self, from: &[u8], to: &[u8]) -> Result<(), StoreError>;
+    /// Makes an erasure of `key` real on disk: its deleted state, its timer entries and any
+    /// acknowledged outbox records leave the files (and the write-ahead log). Returns whether
+    /// files were rewritten (false for a store without files).
+    /// `None` purges every customer's deleted values (after a crash interrupted a purge).
+    fn purge(&self, key: Option<&[u8]>) -> Result<bool, StoreError>;
 }
 
 /// Timer keys sort by partition, then due time: flipping the sign bit makes big-endian bytes

@@ -116,7 +116,7 @@ impl StateStore for MemoryStore {
         0
     }
 
-    fn compact_state_range(&self, _from: &[u8], _to: &[u8]) -> Result<(), StoreError> {
-        Ok(())
+    fn purge(&self, _key: Option<&[u8]>) -> Result<bool, StoreError> {
+        Ok(false)
     }
 }

@@ -86,6 +86,9 @@ impl RocksStore {
         db_opts.create_if_missing(true);
         db_opts.create_missing_column_families(true);
         db_opts.set_keep_log_file_num(5);
+        // The manifest logs file boundaries, which are keys: rolling it often bounds how long an
+        // erased customer's key can linger there (it is also rewritten at every open).
+        db_opts.set_max_manifest_file_size(1 << 20);
         let db = DB::open_cf_descriptors(&db_opts, dir, descriptors(opts)).map_err(|e| {
             StoreError::Fatal(format!(
                 "cannot open state directory {}: {e}",
@@ -323,16 +326,40 @@ impl StateStore for RocksStore {
             .sum()
     }
 
-    fn compact_state_range(&self, from: &[u8], to: &[u8]) -> Result<(), StoreError> {
-        let cf = self.cf(CF_STATE)?;
-        self.db.flush_cf(cf).map_err(classify)?;
-        // Force rewriting the bottommost level too: without it the old value can survive in a
-        // file that only "looks" compacted, which would make erasure a lie.
+    fn purge(&self, key: Option<&[u8]>) -> Result<bool, StoreError> {
+        // Flush every column family first: the write-ahead log holding the old values becomes
+        // obsolete and is deleted, and the deletions reach the files compaction rewrites.
+        self.flush()?;
+        // Bottommost compaction too: otherwise old values can survive in a file that only looks
+        // compacted, which would make erasure a lie. Timer keys and outbox records name the
+        // customer and cannot be range-selected by customer, so those (small) families are
+        // compacted whole.
         let mut opts = rocksdb::CompactOptions::default();
         opts.set_bottommost_level_compaction(rocksdb::BottommostLevelCompaction::Force);
         opts.set_exclusive_manual_compaction(true);
+        match key {
+            Some(key) => {
+                let mut end = key.to_vec();
+                end.push(0);
+                self.db.compact_range_cf_opt(
+                    self.cf(CF_STATE)?,
+                    Some(key),
+                    Some(end.as_slice()),
+                    &opts,
+                );
+            }
+            None => self.db.compact_range_cf_opt(
+                self.cf(CF_STATE)?,
+                None::<&[u8]>,
+                None::<&[u8]>,
+                &opts,
+            ),
+        }
         self.db
-            .compact_range_cf_opt(cf, Some(from), Some(to), &opts);
-        Ok(())
+            .compact_range_cf_opt(self.cf(CF_TIMERS)?, None::<&[u8]>, None::<&[u8]>, &opts);
+        self.db
+            .compact_range_cf_opt(self.cf(CF_OUTBOX)?, None::<&[u8]>, None::<&[u8]>, &opts);
+        self.db.flush_wal(true).map_err(classify)?;
+        Ok(true)
     }
 }

@@ -65,6 +65,7 @@ pub struct Metrics {
     pub delivery_errors: Counter,
     pub commits: Counter,
     pub erasures: Counter,
+    pub erasure_lag: Histogram,
 }
 
 impl Metrics {
@@ -89,6 +90,10 @@ impl Metrics {
             delivery_errors: Counter::default(),
             commits: Counter::default(),
             erasures: Counter::default(),
+            // 10 ms .. ~3 days: from the customer's request to its erasure.
+            erasure_lag: Histogram::new([
+                0.01, 0.1, 1.0, 10.0, 60.0, 600.0, 3600.0, 21600.0, 86400.0, 259200.0,
+            ]),
             registry: Registry::default(),
         };
         registry.register(
@@ -155,6 +160,12 @@ impl Metrics {
             "erasures",
             "Customers erased on request",
             m.erasures.clone(),
+        );
+        registry.register_with_unit(
+            "erasure_lag",
+            "Time from an erase request to its erasure",
+            prometheus_client::registry::Unit::Seconds,
+            m.erasure_lag.clone(),
         );
         registry.register(
             "build",
