@@ -3,8 +3,6 @@
 //! all at once.
 
 use crate::core::Rules;
-use figment::providers::{Format, Toml};
-use figment::Figment;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -152,71 +150,14 @@ impl InsightsSettings {
         file: Option<&Path>,
         env: &[(String, String)],
     ) -> Result<InsightsSettings, ConfigError> {
-        let mut figment = Figment::from(Toml::string(DEFAULT_TOML));
-        if let Some(path) = file {
-            if !path.exists() {
-                return Err(ConfigError {
-                    problems: vec![format!("config file {} does not exist", path.display())],
-                });
-            }
-            figment = figment.merge(Toml::file_exact(path));
-        }
-        let mut sections: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
-        let mut problems = Vec::new();
-        for (key, value) in env {
-            let Some(rest) = key.strip_prefix(ENV_PREFIX) else {
-                continue;
-            };
-            let parts: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
-            if parts.len() < 2 || parts.iter().any(String::is_empty) {
-                problems.push(format!("{key}: expected {ENV_PREFIX}SECTION__KEY"));
-                continue;
-            }
-            let (path, leaf) = parts.split_at(parts.len() - 1);
-            sections
-                .entry(path.join("."))
-                .or_default()
-                .push((leaf[0].clone(), toml_value(value)));
-        }
-        if !problems.is_empty() {
-            return Err(ConfigError { problems });
-        }
-        let mut env_toml = String::new();
-        for (section, pairs) in sections {
-            env_toml.push_str(&format!("[{section}]\n"));
-            for (leaf, value) in pairs {
-                env_toml.push_str(&format!("{leaf} = {value}\n"));
-            }
-        }
-        figment = figment.merge(Toml::string(&env_toml));
-        let raw: RawConfig = figment.extract().map_err(|e| ConfigError {
-            problems: e
-                .into_iter()
-                .map(|e| e.to_string().replace("\"default.", "\""))
-                .collect(),
-        })?;
+        let raw: RawConfig = tact_config::load(DEFAULT_TOML, file, env, ENV_PREFIX)
+            .map_err(|problems| ConfigError { problems })?;
         raw.validate()
     }
 
     /// [`InsightsSettings::load`] with the process environment.
     pub fn load_from_process(file: Option<&Path>) -> Result<InsightsSettings, ConfigError> {
-        let env: Vec<(String, String)> = std::env::vars()
-            .filter(|(k, _)| k.starts_with(ENV_PREFIX))
-            .collect();
-        InsightsSettings::load(file, &env)
-    }
-}
-
-fn toml_value(value: &str) -> String {
-    let typed = value == "true"
-        || value == "false"
-        || value.parse::<i64>().is_ok()
-        || (value.parse::<f64>().is_ok() && value.contains('.'))
-        || (value.starts_with('[') && value.ends_with(']'));
-    if typed {
-        value.to_owned()
-    } else {
-        serde_json::to_string(value).unwrap_or_else(|_| "\"\"".into())
+        InsightsSettings::load(file, &tact_config::process_env(ENV_PREFIX))
     }
 }
 

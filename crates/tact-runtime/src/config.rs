@@ -1,8 +1,6 @@
 //! Configuration: embedded defaults < file < `TACT__SECTION__KEY` environment, validated once at
 //! start into typed [`Settings`]. Every problem is reported with the key at fault, all at once.
 
-use figment::providers::{Format, Toml};
-use figment::Figment;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -12,6 +10,8 @@ use tact_codec::{InputFormat, OutputFormat};
 use tact_core::{Catalog, Policy, Product, Rules};
 
 pub const DEFAULT_TOML: &str = include_str!("default.toml");
+/// Environment variables `TACT__SECTION__KEY` override the file.
+const ENV_PREFIX: &str = "TACT__";
 
 /// A librdkafka setting value as written in TOML or the environment.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -200,61 +200,14 @@ fn is_secret(key: &str) -> bool {
 impl Settings {
     /// Embedded defaults, then `file` (if any), then `TACT__…` variables from `env`.
     pub fn load(file: Option<&Path>, env: &[(String, String)]) -> Result<Settings, ConfigError> {
-        let mut figment = Figment::from(Toml::string(DEFAULT_TOML));
-        if let Some(path) = file {
-            if !path.exists() {
-                return Err(ConfigError {
-                    problems: vec![format!("config file {} does not exist", path.display())],
-                });
-            }
-            figment = figment.merge(Toml::file_exact(path));
-        }
-        // Figment reads the process environment itself; tests pass their own, so set it up via a
-        // data provider built from the given pairs.
-        let mut sections: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
-        let mut problems = Vec::new();
-        for (key, value) in env {
-            let Some(rest) = key.strip_prefix("TACT__") else {
-                continue;
-            };
-            let parts: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
-            if parts.len() < 2 || parts.iter().any(String::is_empty) {
-                problems.push(format!("{key}: expected TACT__SECTION__KEY"));
-                continue;
-            }
-            let (path, leaf) = parts.split_at(parts.len() - 1);
-            sections
-                .entry(path.join("."))
-                .or_default()
-                .push((leaf[0].clone(), toml_value(value)));
-        }
-        let mut env_toml = String::new();
-        for (section, pairs) in sections {
-            env_toml.push_str(&format!("[{section}]\n"));
-            for (leaf, value) in pairs {
-                env_toml.push_str(&format!("{leaf} = {value}\n"));
-            }
-        }
-        if !problems.is_empty() {
-            return Err(ConfigError { problems });
-        }
-        figment = figment.merge(Toml::string(&env_toml));
-        let raw: RawConfig = figment.extract().map_err(|e| ConfigError {
-            // Figment names keys by profile ("default.output.format"); users wrote "output.format".
-            problems: e
-                .into_iter()
-                .map(|e| e.to_string().replace("\"default.", "\""))
-                .collect(),
-        })?;
+        let raw: RawConfig = tact_config::load(DEFAULT_TOML, file, env, ENV_PREFIX)
+            .map_err(|problems| ConfigError { problems })?;
         raw.validate()
     }
 
     /// [`Settings::load`] with the process environment.
     pub fn load_from_process(file: Option<&Path>) -> Result<Settings, ConfigError> {
-        let env: Vec<(String, String)> = std::env::vars()
-            .filter(|(k, _)| k.starts_with("TACT__"))
-            .collect();
-        Settings::load(file, &env)
+        Settings::load(file, &tact_config::process_env(ENV_PREFIX))
     }
 
     /// The effective settings, secrets masked, for `tact validate`.
@@ -289,19 +242,6 @@ impl Settings {
             self.catalog_file.as_ref().map_or("none".to_owned(), |p| p.display().to_string()),
             self.rules.catalog.len(),
         )
-    }
-}
-
-/// An environment value as a TOML value: numbers and booleans as such, everything else a string.
-fn toml_value(value: &str) -> String {
-    let looks_typed = value == "true"
-        || value == "false"
-        || (value.parse::<i64>().is_ok() && !value.starts_with('+'))
-        || (value.parse::<f64>().is_ok() && value.contains('.') && !value.contains(':'));
-    if looks_typed {
-        value.to_owned()
-    } else {
-        serde_json::to_string(value).unwrap_or_else(|_| "\"\"".into())
     }
 }
 
