@@ -70,6 +70,7 @@ fn warm_state() -> Vec<u8> {
         views: 4,
         last_viewed_at: Timestamp(1_763_000_000_000),
         recent_products: (1..=4).map(|i| format!("{c}-{i}")).collect(),
+        evidence: vec![format!("ev-{c}")],
     };
     encode_state(&CustomerState {
         first_seen: Some(Timestamp(1_760_000_000_000)),

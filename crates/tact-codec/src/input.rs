@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::io::BufRead;
 use tact_core::event::PreferencesUpdate;
 use tact_core::{
-    Channel, ClickEvent, CommandBody, EventKind, Item, ProfileCommand, Purpose, Timestamp,
+    Channel, ClickEvent, CommandBody, EventKind, Item, ProfileCommand, Purpose, Release, Timestamp,
 };
 
 /// How the records of one input topic are encoded.
@@ -552,12 +552,23 @@ pub fn decode_command(
             name,
             birthday,
             interests,
-        } => CommandBody::UpsertRecipient {
-            recipient_id: id("command.recipient_id", recipient_id)?,
-            name,
-            birthday,
-            interests,
-        },
+        } => {
+            if let Some(b) = birthday
+                .as_deref()
+                .filter(|b| tact_core::event::parse_birthday(b).is_none())
+            {
+                return Err(DecodeError::invalid(
+                    "command.birthday",
+                    &format!("{b:?} is not a date: use MM-DD or YYYY-MM-DD"),
+                ));
+            }
+            CommandBody::UpsertRecipient {
+                recipient_id: id("command.recipient_id", recipient_id)?,
+                name,
+                birthday,
+                interests,
+            }
+        }
         WireBody::RemoveRecipient { recipient_id } => CommandBody::RemoveRecipient { recipient_id },
         WireBody::Follow { subject, follow } => CommandBody::Follow {
             subject: id("command.subject", subject)?,
@@ -571,6 +582,52 @@ pub fn decode_command(
         issued_at: time("issued_at", w.issued_at)?,
         body,
     })
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct WireRelease {
+    release_id: String,
+    subject: String,
+    title: String,
+    #[serde(default)]
+    product_ids: Vec<String>,
+    #[serde(default)]
+    category: Option<String>,
+    released_at: i64,
+}
+
+/// Decodes and validates one catalog release announcement.
+pub fn decode_release(
+    bytes: &[u8],
+    format: InputFormat,
+    max_bytes: usize,
+) -> Result<Release, DecodeError> {
+    let w: WireRelease = decode(bytes, format, schema::catalog_release(), max_bytes)?;
+    Ok(Release {
+        release_id: id("release_id", w.release_id)?,
+        subject: id("subject", w.subject)?,
+        title: w.title,
+        product_ids: w
+            .product_ids
+            .into_iter()
+            .map(|p| id("product_ids", p))
+            .collect::<Result<_, _>>()?,
+        category: w.category.filter(|c| !c.is_empty()),
+        released_at: time("released_at", w.released_at)?,
+    })
+}
+
+/// Encodes a release announcement (demo, tests).
+pub fn encode_release(r: &Release, format: InputFormat, schema_id: u32) -> Vec<u8> {
+    let wire = WireRelease {
+        release_id: r.release_id.clone(),
+        subject: r.subject.clone(),
+        title: r.title.clone(),
+        product_ids: r.product_ids.clone(),
+        category: r.category.clone(),
+        released_at: r.released_at.millis(),
+    };
+    encode_input(&wire, format, schema::catalog_release(), schema_id)
 }
 
 /// Encodes a profile command (generator, tests).

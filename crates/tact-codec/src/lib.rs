@@ -13,7 +13,8 @@ pub mod schema;
 mod state;
 
 pub use input::{
-    decode_click, decode_command, encode_click, encode_command, DecodeError, ErrorClass,
+    decode_click, decode_command, decode_release, encode_click, encode_command, encode_release,
+    DecodeError, ErrorClass,
     InputFormat,
 };
 pub use output::{

@@ -120,6 +120,7 @@ struct WireRemoved {
     follows: i32,
     session: bool,
     had_state: bool,
+    pending_outputs: i32,
 }
 
 /// What an erasure receipt says.
@@ -266,6 +267,7 @@ impl Encoder {
                 follows: n(r.removed.follows),
                 session: r.removed.session,
                 had_state: r.removed.had_state,
+                pending_outputs: n(r.removed.pending_outputs),
             },
             purged: r.purged,
         };

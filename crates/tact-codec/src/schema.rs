@@ -4,13 +4,14 @@ use serde_avro_fast::Schema;
 use std::sync::OnceLock;
 
 /// (file name, JSON text) of every shipped schema.
-pub const FILES: [(&str, &str); 6] = [
+pub const FILES: [(&str, &str); 7] = [
     ("click_event.avsc", CLICK_EVENT),
     ("profile_command.avsc", PROFILE_COMMAND),
     ("decision.avsc", DECISION),
     ("suppressed_candidate.avsc", SUPPRESSED),
     ("dead_letter.avsc", DEAD_LETTER),
     ("erasure_receipt.avsc", ERASURE_RECEIPT),
+    ("catalog_release.avsc", CATALOG_RELEASE),
 ];
 
 pub const CLICK_EVENT: &str = include_str!("../../../schemas/click_event.avsc");
@@ -19,6 +20,7 @@ pub const DECISION: &str = include_str!("../../../schemas/decision.avsc");
 pub const SUPPRESSED: &str = include_str!("../../../schemas/suppressed_candidate.avsc");
 pub const DEAD_LETTER: &str = include_str!("../../../schemas/dead_letter.avsc");
 pub const ERASURE_RECEIPT: &str = include_str!("../../../schemas/erasure_receipt.avsc");
+pub const CATALOG_RELEASE: &str = include_str!("../../../schemas/catalog_release.avsc");
 
 macro_rules! parsed {
     ($fn_name:ident, $text:ident) => {
@@ -41,6 +43,7 @@ parsed!(decision, DECISION);
 parsed!(suppressed, SUPPRESSED);
 parsed!(dead_letter, DEAD_LETTER);
 parsed!(erasure_receipt, ERASURE_RECEIPT);
+parsed!(catalog_release, CATALOG_RELEASE);
 
 #[cfg(test)]
 mod tests {
@@ -52,5 +55,6 @@ mod tests {
         super::suppressed();
         super::dead_letter();
         super::erasure_receipt();
+        super::catalog_release();
     }
 }

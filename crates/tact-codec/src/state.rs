@@ -3,7 +3,7 @@
 
 use tact_core::CustomerState;
 
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateCodecError {

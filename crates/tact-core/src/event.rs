@@ -213,6 +213,35 @@ pub enum CommandBody {
     },
 }
 
+/// Month and day of a birthday written `MM-DD` or `YYYY-MM-DD` (`None` when it is no date; 02-29
+/// is a date).
+pub fn parse_birthday(s: &str) -> Option<(u32, u32)> {
+    let md = match s.len() {
+        5 => s,
+        10 if s.as_bytes()[4] == b'-' && s[..4].bytes().all(|b| b.is_ascii_digit()) => &s[5..],
+        _ => return None,
+    };
+    let (m, d) = md.split_once('-')?;
+    if m.len() != 2 || d.len() != 2 {
+        return None;
+    }
+    let (m, d): (u32, u32) = (m.parse().ok()?, d.parse().ok()?);
+    // 2000 is a leap year, so February 29 counts as a date.
+    chrono::NaiveDate::from_ymd_opt(2000, m, d).map(|_| (m, d))
+}
+
+/// A new release the catalog announces, by a brand or artist customers can follow.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Release {
+    pub release_id: String,
+    /// The brand or artist, as customers follow it.
+    pub subject: String,
+    pub title: String,
+    pub product_ids: Vec<String>,
+    pub category: Option<String>,
+    pub released_at: Timestamp,
+}
+
 /// A validated, customer-issued profile command.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProfileCommand {

@@ -146,19 +146,24 @@ pub fn in_holdout(customer_id: &str, policy: &Policy) -> bool {
     (bucket as f64) < policy.holdout.share * 10_000.0
 }
 
+/// The customer's time zone, else the policy's default.
+pub fn customer_zone(state: &CustomerState, policy: &Policy) -> chrono_tz::Tz {
+    state
+        .preferences
+        .time_zone
+        .as_deref()
+        .and_then(|z| z.parse::<chrono_tz::Tz>().ok())
+        .or_else(|| policy.quiet_hours.default_time_zone.parse::<chrono_tz::Tz>().ok())
+        .unwrap_or(chrono_tz::UTC)
+}
+
 /// True when `now` falls in the quiet hours of the customer's (or the default) time zone.
 pub fn in_quiet_hours(state: &CustomerState, policy: &Policy, now: Timestamp) -> bool {
     let q = &policy.quiet_hours;
     let (Some(start), Some(end)) = (parse_hhmm(&q.start), parse_hhmm(&q.end)) else {
         return false;
     };
-    let zone = state
-        .preferences
-        .time_zone
-        .as_deref()
-        .and_then(|z| z.parse::<chrono_tz::Tz>().ok())
-        .or_else(|| q.default_time_zone.parse::<chrono_tz::Tz>().ok())
-        .unwrap_or(chrono_tz::UTC);
+    let zone = customer_zone(state, policy);
     let Some(local) = zone.timestamp_millis_opt(now.millis()).single() else {
         return false;
     };
@@ -222,9 +227,14 @@ pub fn check(
     }
     // 3. The customer's own switches.
     let prefs = &state.preferences;
+    // Reminders and releases are not suggestions: the customer asked for them (a birthday kept,
+    // a brand followed); their own consent purpose and switches govern them.
     let is_suggestion = !matches!(
         c.kind,
-        DecisionKind::WelcomeBack | DecisionKind::ProactiveHelp
+        DecisionKind::WelcomeBack
+            | DecisionKind::ProactiveHelp
+            | DecisionKind::GiftReminder
+            | DecisionKind::NewRelease
     );
     if is_suggestion && prefs.suggestions_enabled == Some(false) {
         return stop(

@@ -20,9 +20,10 @@ pub mod time;
 pub use catalog::{Catalog, Product};
 pub use decision::{Channel, Decision, DecisionKind, Gate, Reason, Suppressed};
 pub use engine::{
-    apply_command, apply_event, apply_timer, next_due, CommandEffect, Outcome, Rules,
+    apply_command, apply_event, apply_release, apply_timer, next_due, pending_timers,
+    CommandEffect, Outcome, PendingTimer, Rules, TimerKind,
 };
-pub use event::{ClickEvent, CommandBody, EventKind, Item, ProfileCommand, Purpose};
+pub use event::{ClickEvent, CommandBody, EventKind, Item, ProfileCommand, Purpose, Release};
 pub use policy::{ConsentRegime, Policy, PolicyError, Tier};
 pub use state::CustomerState;
 pub use time::Timestamp;

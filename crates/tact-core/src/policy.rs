@@ -84,6 +84,27 @@ pub struct OutboundPolicy {
     pub abandoned_cart_after_minutes: u32,
 }
 
+/// Birthday reminders for the recipients a customer keeps (`gift_reminder`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RemindersPolicy {
+    pub channel: Channel,
+    /// The reminder goes this many days before the birthday...
+    pub days_before: u32,
+    /// ...at this local time ("HH:MM") in the customer's time zone.
+    pub send_at: String,
+    /// Gift ideas from the recipient's interests, never something already given to them.
+    pub max_items: u32,
+}
+
+/// `new_release` decisions to followers of a brand or artist.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NewReleasePolicy {
+    pub channel: Channel,
+    pub max_items: u32,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Window {
@@ -150,11 +171,16 @@ pub struct Policy {
     pub max_tracked_categories: u32,
     pub max_recent_products: u32,
     pub max_purchases: u32,
+    /// Inferred interests (and purchases, and what was looked at for a recipient) not renewed
+    /// for this long are forgotten.
+    pub inferred_retention_days: u32,
     pub sensitivity: SensitivityPolicy,
     pub recommendation: RecommendationPolicy,
     pub proactive_help: ProactiveHelpPolicy,
     pub compatible_accessory: AccessoryPolicy,
     pub outbound: OutboundPolicy,
+    pub reminders: RemindersPolicy,
+    pub new_release: NewReleasePolicy,
     pub fatigue: FatiguePolicy,
     pub quiet_hours: QuietHoursPolicy,
     pub holdout: HoldoutPolicy,
@@ -211,6 +237,26 @@ impl Default for OutboundPolicy {
         OutboundPolicy {
             channel: Channel::Email,
             abandoned_cart_after_minutes: 120,
+        }
+    }
+}
+
+impl Default for RemindersPolicy {
+    fn default() -> Self {
+        RemindersPolicy {
+            channel: Channel::Email,
+            days_before: 7,
+            send_at: "10:00".into(),
+            max_items: 3,
+        }
+    }
+}
+
+impl Default for NewReleasePolicy {
+    fn default() -> Self {
+        NewReleasePolicy {
+            channel: Channel::Email,
+            max_items: 3,
         }
     }
 }
@@ -281,11 +327,14 @@ impl Default for Policy {
             max_tracked_categories: 32,
             max_recent_products: 8,
             max_purchases: 50,
+            inferred_retention_days: 365,
             sensitivity: SensitivityPolicy::default(),
             recommendation: RecommendationPolicy::default(),
             proactive_help: ProactiveHelpPolicy::default(),
             compatible_accessory: AccessoryPolicy::default(),
             outbound: OutboundPolicy::default(),
+            reminders: RemindersPolicy::default(),
+            new_release: NewReleasePolicy::default(),
             fatigue: FatiguePolicy::default(),
             quiet_hours: QuietHoursPolicy::default(),
             holdout: HoldoutPolicy::default(),
@@ -423,6 +472,58 @@ impl Policy {
             (10..=30 * 24 * 60).contains(&self.outbound.abandoned_cart_after_minutes),
             "outbound.abandoned_cart_after_minutes",
             "must be between 10 and 43200",
+        );
+        check(
+            (1..=3650).contains(&self.inferred_retention_days),
+            "inferred_retention_days",
+            "must be between 1 and 3650",
+        );
+        let rem = &self.reminders;
+        check(
+            rem.channel.is_outbound(),
+            "reminders.channel",
+            "must be email or push: a reminder reaches the customer outside a visit",
+        );
+        check(
+            rem.days_before <= 60,
+            "reminders.days_before",
+            "must be between 0 and 60",
+        );
+        let send_at = parse_hhmm(&rem.send_at);
+        check(
+            send_at.is_some(),
+            "reminders.send_at",
+            "must be a local time like 10:00",
+        );
+        let q = &self.quiet_hours;
+        if let (Some(at), Some(start), Some(end)) =
+            (send_at, parse_hhmm(&q.start), parse_hhmm(&q.end))
+        {
+            let quiet = if start <= end {
+                (start..end).contains(&at)
+            } else {
+                at >= start || at < end
+            };
+            check(
+                !(quiet && q.channels.contains(&rem.channel)),
+                "reminders.send_at",
+                "falls in quiet hours for the reminder channel, so no reminder would ever go",
+            );
+        }
+        check(
+            (1..=20).contains(&rem.max_items),
+            "reminders.max_items",
+            "must be between 1 and 20",
+        );
+        check(
+            self.new_release.channel.is_outbound(),
+            "new_release.channel",
+            "must be email or push",
+        );
+        check(
+            (1..=20).contains(&self.new_release.max_items),
+            "new_release.max_items",
+            "must be between 1 and 20",
         );
         let f = &self.fatigue;
         check(

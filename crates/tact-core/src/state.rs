@@ -71,6 +71,9 @@ pub struct CategoryInterest {
     pub last_viewed_at: Timestamp,
     /// Most recent first.
     pub recent_products: Vec<String>,
+    /// The events this was inferred from, most recent first (bounded): the "why" that
+    /// `tact inspect` shows.
+    pub evidence: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -146,12 +149,34 @@ pub struct GiftMode {
     pub session_id: Option<String>,
 }
 
+/// Someone the customer shops for: stated by the customer, plus what was bought and looked at
+/// for them (never part of the customer's own interests).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Recipient {
     pub recipient_id: String,
     pub name: String,
+    /// `MM-DD` or `YYYY-MM-DD` (validated at the edge).
     pub birthday: Option<String>,
+    /// Stated categories.
     pub interests: Vec<String>,
+    /// When the customer added the recipient or changed the birthday: the first birthday
+    /// reminded of is the next one after this.
+    pub added_at: Timestamp,
+    /// Gifts bought for them, most recent last (bounded); never suggested to them again.
+    pub gifts: Vec<Gift>,
+    /// Categories looked at while shopping for them.
+    pub viewed: Vec<CategoryInterest>,
+    /// The year whose birthday reminder has been handled (sent, suppressed or too late).
+    pub reminded_year: Option<i32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Gift {
+    pub product_id: String,
+    pub category: Option<String>,
+    pub at: Timestamp,
+    /// The purchase event.
+    pub event_id: String,
 }
 
 /// What an erasure removed, counted before the state is dropped (for the erasure receipt).
@@ -165,6 +190,8 @@ pub struct ErasureReport {
     pub follows: u32,
     pub session: bool,
     pub had_state: bool,
+    /// Filled in by the edge: records about the customer dropped from the outbox unsent.
+    pub pending_outputs: u32,
 }
 
 impl CustomerState {
@@ -180,6 +207,7 @@ impl CustomerState {
             follows: n(self.follows.len()),
             session: self.session.is_some(),
             had_state: !self.is_empty(),
+            pending_outputs: 0,
         }
     }
 
@@ -195,6 +223,10 @@ impl CustomerState {
         out.extend(self.purchases.iter().filter_map(|p| p.category.as_deref()));
         if let Some(cart) = &self.cart {
             out.extend(cart.items.iter().filter_map(|i| i.category.as_deref()));
+        }
+        for r in &self.recipients {
+            out.extend(r.gifts.iter().filter_map(|g| g.category.as_deref()));
+            out.extend(r.viewed.iter().map(|c| c.category.as_str()));
         }
         if let Some(s) = &self.session {
             out.extend(s.category_views.iter().map(|c| c.category.as_str()));

@@ -173,6 +173,8 @@ prop_compose! {
         (p.fatigue.backoff_base_hours, p.fatigue.backoff_factor, p.fatigue.backoff_max_days) = backoff;
         (p.quiet_hours.start, p.quiet_hours.end, p.quiet_hours.channels, p.quiet_hours.default_time_zone) =
             (quiet.0, quiet.1, quiet.2, quiet.3.to_owned());
+        // Reminders go when quiet hours end (a valid policy never schedules them inside).
+        p.reminders.send_at = p.quiet_hours.end.clone();
         p.holdout.share = holdout.0;
         p.holdout.salt = holdout.1.to_owned();
         p

@@ -52,6 +52,7 @@ struct RawTopics {
     suppressed: String,
     dead_letter: String,
     erasure_receipts: String,
+    catalog: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -59,7 +60,9 @@ struct RawTopics {
 struct RawInput {
     clickstream_format: InputFormat,
     profile_commands_format: InputFormat,
+    catalog_format: InputFormat,
     max_message_bytes: u64,
+    interleave_wait_ms: u64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -99,6 +102,7 @@ struct RawPipeline {
 #[serde(deny_unknown_fields)]
 struct RawHttp {
     listen: String,
+    admin_listen: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -154,6 +158,8 @@ pub struct Topics {
     pub dead_letter: String,
     /// Proof of each erasure (keyed by command id; no customer id inside).
     pub erasure_receipts: String,
+    /// New releases, read in full by every instance.
+    pub catalog: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -162,7 +168,11 @@ pub struct Settings {
     pub topics: Topics,
     pub clickstream_format: InputFormat,
     pub profile_commands_format: InputFormat,
+    pub catalog_format: InputFormat,
     pub max_message_bytes: usize,
+    /// How long records of one input wait for the other input's partition before they are
+    /// applied without it (event-time interleaving of the co-partitioned inputs).
+    pub interleave_wait: Duration,
     pub output: OutputFormat,
     pub state_dir: PathBuf,
     pub block_cache_bytes: usize,
@@ -173,6 +183,8 @@ pub struct Settings {
     /// `None`: timers follow event time only.
     pub idle_timer_wall_clock: Option<Duration>,
     pub http_listen: SocketAddr,
+    /// The read-only admin endpoint (`/customers/{id}`); `None`: off.
+    pub admin_listen: Option<SocketAddr>,
     pub log_format: LogFormat,
     pub log_level: String,
     /// The decision policy and the product catalog.
@@ -266,6 +278,7 @@ impl RawConfig {
             ("topics.suppressed", &t.suppressed),
             ("topics.dead_letter", &t.dead_letter),
             ("topics.erasure_receipts", &t.erasure_receipts),
+            ("topics.catalog", &t.catalog),
         ];
         for (key, name) in names {
             let valid = !name.is_empty()
@@ -332,6 +345,32 @@ impl RawConfig {
                 self.http.listen
             ),
         );
+        require(
+            &mut p,
+            self.input.interleave_wait_ms <= 60_000,
+            "input.interleave_wait_ms: must be between 0 and 60000",
+        );
+        let admin = if self.http.admin_listen.is_empty() {
+            None
+        } else {
+            match self.http.admin_listen.parse::<SocketAddr>() {
+                Ok(a) => Some(a),
+                Err(_) => {
+                    p.push(format!(
+                        "http.admin_listen: {:?} is not an address like 127.0.0.1:9899 (or \"\" for off)",
+                        self.http.admin_listen
+                    ));
+                    None
+                }
+            }
+        };
+        if let (Some(a), Ok(l)) = (admin, &listen) {
+            require(
+                &mut p,
+                a != *l,
+                "http.admin_listen: must differ from http.listen",
+            );
+        }
         let mut policy = self.policy;
         let policy_file =
             (!self.rules.policy_file.as_os_str().is_empty()).then_some(self.rules.policy_file);
@@ -404,9 +443,12 @@ impl RawConfig {
                 suppressed: self.topics.suppressed,
                 dead_letter: self.topics.dead_letter,
                 erasure_receipts: self.topics.erasure_receipts,
+                catalog: self.topics.catalog,
             },
             clickstream_format: self.input.clickstream_format,
             profile_commands_format: self.input.profile_commands_format,
+            catalog_format: self.input.catalog_format,
+            interleave_wait: Duration::from_millis(self.input.interleave_wait_ms),
             max_message_bytes: usize::try_from(self.input.max_message_bytes).unwrap_or(usize::MAX),
             output,
             state_dir: self.state.dir,
@@ -419,6 +461,7 @@ impl RawConfig {
             idle_timer_wall_clock: (self.pipeline.idle_timer_wall_clock_ms > 0)
                 .then(|| Duration::from_millis(self.pipeline.idle_timer_wall_clock_ms)),
             http_listen: listen.map_err(|_| ConfigError { problems: vec![] })?,
+            admin_listen: admin,
             log_format: self.log.format,
             log_level: self.log.level,
             rules: Rules { policy, catalog },

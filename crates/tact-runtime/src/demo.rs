@@ -52,6 +52,7 @@ pub fn run_demo(
         &t.suppressed,
         &t.dead_letter,
         &t.erasure_receipts,
+        &t.catalog,
         &insights_topic,
     ] {
         cluster

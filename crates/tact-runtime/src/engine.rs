@@ -13,12 +13,12 @@ use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tact_codec::{
-    decode_click, decode_command, decode_state, encode_state, DeadLetter, Encoder, ErrorClass,
-    Receipt, Stage,
+    decode_click, decode_command, decode_release, decode_state, encode_state, DeadLetter, Encoder,
+    ErrorClass, Receipt, Stage,
 };
 use tact_core::{
-    apply_command, apply_event, apply_timer, next_due, ClickEvent, CommandBody, CommandEffect,
-    CustomerState, EventKind, Outcome, ProfileCommand, Rules, Timestamp,
+    apply_command, apply_event, apply_release, apply_timer, next_due, ClickEvent, CommandBody,
+    CommandEffect, CustomerState, EventKind, Outcome, ProfileCommand, Rules, Timestamp,
 };
 use tact_store::{Commit, StateStore, StoreError, Timer};
 use tact_telemetry::{GateReason, KindChannel, Metrics, TopicClass, TopicLabel};
@@ -33,6 +33,36 @@ const TIMER_PAGE: usize = 1000;
 /// once per bucket, not once per event (each move leaves a deleted entry for scans to skip).
 /// Timers still fire at their exact due time; the index only says when to look.
 const TIMER_BUCKET_MS: i64 = 5 * 60_000;
+/// Followers handled per commit when a release is announced: a release with a million
+/// followers is many bounded commits, each recording how far it got.
+const RELEASE_PAGE: usize = 500;
+
+/// Follow-index keys: `f`, the subject's length, the subject, then the customer id, so one
+/// subject's followers are one contiguous, prefix-scannable range.
+fn follow_prefix(subject: &str) -> Vec<u8> {
+    let len = u16::try_from(subject.len()).unwrap_or(u16::MAX);
+    let mut out = Vec::with_capacity(3 + subject.len());
+    out.push(b'f');
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(subject.as_bytes());
+    out
+}
+
+fn follow_key(subject: &str, customer: &str) -> Vec<u8> {
+    let mut out = follow_prefix(subject);
+    out.extend_from_slice(customer.as_bytes());
+    out
+}
+
+/// How far the announcement of the release at (topic, partition) has reached: its offset and
+/// the last follow key handled.
+fn release_cursor_key(topic: &str, partition: i32) -> Vec<u8> {
+    let mut out = b"r".to_vec();
+    out.extend_from_slice(topic.as_bytes());
+    out.push(0);
+    out.extend_from_slice(&partition.to_be_bytes());
+    out
+}
 
 fn index_due(due: Timestamp) -> i64 {
     due.millis()
@@ -63,6 +93,8 @@ impl From<StoreError> for PipelineError {
 pub enum Source {
     Clickstream,
     ProfileCommands,
+    /// New releases, read in full by every instance.
+    Catalog,
 }
 
 impl Source {
@@ -70,6 +102,7 @@ impl Source {
         match self {
             Source::Clickstream => "clickstream",
             Source::ProfileCommands => "profile_commands",
+            Source::Catalog => "catalog",
         }
     }
 }
@@ -112,6 +145,8 @@ struct Slot {
     partition: Option<i32>,
     /// The stored state's timer index time, so a changed state moves its index entry.
     due_before: Option<i64>,
+    /// The stored state's follows, so a change moves its follow-index entries.
+    follows_before: Vec<String>,
 }
 
 fn now_ms() -> i64 {
@@ -127,6 +162,8 @@ pub struct Processed {
     pub records: Vec<(u64, OutboxRecord)>,
     /// (topic, partition, highest offset consumed), skipped records included.
     pub consumed: Vec<(String, i32, i64)>,
+    /// Outbox records of earlier batches an erasure dropped: never to be (re)sent.
+    pub dropped: Vec<u64>,
 }
 
 /// Per-batch bookkeeping for timers.
@@ -271,6 +308,11 @@ impl<S: StateStore> Engine<S> {
                     decode_command(bytes, self.settings.profile_commands_format, max)
                         .map(Work::Command)
                 }
+                Source::Catalog => {
+                    return Err(PipelineError::Fatal(
+                        "catalog records go through process_release".into(),
+                    ))
+                }
             };
             let w = decoded.unwrap_or_else(|e| {
                 self.metrics
@@ -304,6 +346,7 @@ impl<S: StateStore> Engine<S> {
         let mut out: Vec<OutboxRecord> = Vec::new();
         let mut applied: BTreeMap<(Source, i32), i64> = BTreeMap::new();
         let mut scan = TimerScan::default();
+        let mut dropped: Vec<u64> = Vec::new();
         for (input, w) in &work {
             applied.insert((input.source, input.partition), input.offset);
             let p = input.partition;
@@ -372,9 +415,27 @@ impl<S: StateStore> Engine<S> {
                         &self.settings,
                         &mut out,
                     );
-                    let before = matches!(cmd.body, CommandBody::Erase { .. })
+                    let mut before = matches!(cmd.body, CommandBody::Erase { .. })
                         .then(|| slot.state.erasure_report());
                     if apply_command(&mut slot.state, cmd, rules) == CommandEffect::Erase {
+                        // What was decided about the customer and not yet sent goes too.
+                        let key = cmd.customer_id.as_bytes();
+                        let receipts = &self.settings.topics.erasure_receipts;
+                        let queued = out.len();
+                        out.retain(|r| r.key != key || r.topic == *receipts);
+                        let mut gone = queued - out.len();
+                        for (seq, bytes) in self.store.pending_outbox()? {
+                            if OutboxRecord::decode(&bytes)
+                                .is_some_and(|r| r.key == key && r.topic != *receipts)
+                                && !dropped.contains(&seq)
+                            {
+                                dropped.push(seq);
+                                gone += 1;
+                            }
+                        }
+                        if let Some(report) = before.as_mut() {
+                            report.pending_outputs = u32::try_from(gone).unwrap_or(u32::MAX);
+                        }
                         slot.erased = true;
                         self.metrics.erasures.inc();
                         let erased_at = now_ms();
@@ -403,38 +464,7 @@ impl<S: StateStore> Engine<S> {
                     note_due(&mut scan, p, &cmd.customer_id, &slot.state, rules);
                 }
                 Work::Dead(class, message) => {
-                    let record = DeadLetter {
-                        source_topic: &input.topic,
-                        source_partition: input.partition,
-                        source_offset: input.offset,
-                        original_key: input.key.as_deref(),
-                        original_value: input.value.as_deref(),
-                        stage: if *class == ErrorClass::InvalidField {
-                            Stage::Validate
-                        } else {
-                            Stage::Decode
-                        },
-                        error_class: *class,
-                        message,
-                        dead_lettered_at_ms: now_ms(),
-                    };
-                    tracing::warn!(
-                        topic = %input.topic, partition = input.partition, offset = input.offset,
-                        class = class.as_str(), %message, "dead-lettering an input record"
-                    );
-                    self.metrics
-                        .dead_lettered
-                        .get_or_create(&TopicClass {
-                            topic: input.source.label(),
-                            error_class: class.as_str(),
-                        })
-                        .inc();
-                    self.summary.dead_lettered += 1;
-                    out.push(OutboxRecord {
-                        topic: self.settings.topics.dead_letter.clone(),
-                        key: input.key.clone().unwrap_or_default(),
-                        payload: self.encoder.dead_letter(&record),
-                    });
+                    self.dead_letter(input, *class, message, &mut out);
                 }
             }
         }
@@ -444,6 +474,8 @@ impl<S: StateStore> Engine<S> {
             .iter()
             .map(|((src, p), o)| (self.topic(*src).to_owned(), *p, *o))
             .collect();
+        let mut outbox_deletes = outbox_deletes;
+        outbox_deletes.extend(dropped.iter().copied());
         let seqs = self.commit(slots, &out, offsets, outbox_deletes, scan)?;
         for ((source, p), o) in applied {
             self.applied.insert((source, p), o);
@@ -457,7 +489,178 @@ impl<S: StateStore> Engine<S> {
                 .into_iter()
                 .map(|((src, p), o)| (self.topic(src).to_owned(), p, o))
                 .collect(),
+            dropped,
         })
+    }
+
+    /// Announces one release from the catalog topic to the next page of its subject's followers
+    /// (found through the follow index), in one commit that also records how far it got.
+    /// Returns the records to produce and whether the release is done (its offset applied).
+    /// Call again with the same input until it is.
+    pub fn process_release(
+        &mut self,
+        input: &Input,
+        outbox_deletes: Vec<u64>,
+    ) -> Result<(Processed, bool), PipelineError> {
+        let started = Instant::now();
+        let topic = input.topic.as_str();
+        let p = input.partition;
+        let nothing = |dropped| Processed {
+            records: Vec::new(),
+            consumed: Vec::new(),
+            dropped,
+        };
+        if input.offset <= self.applied_offset(Source::Catalog, topic, p)? {
+            return Ok((nothing(Vec::new()), true));
+        }
+        self.metrics.consumed(Source::Catalog.label());
+        let mut out: Vec<OutboxRecord> = Vec::new();
+        let mut commit = Commit {
+            outbox_deletes,
+            ..Commit::default()
+        };
+        let release = match decode_release(
+            input.value.as_deref().unwrap_or_default(),
+            self.settings.catalog_format,
+            self.settings.max_message_bytes,
+        ) {
+            Ok(r) => r,
+            Err(e) => {
+                self.dead_letter(input, e.class, &e.message, &mut out);
+                commit.offsets = vec![(topic.to_owned(), p, input.offset)];
+                let seqs = self.commit_records(commit, &out)?;
+                self.applied.insert((Source::Catalog, p), input.offset);
+                return Ok((
+                    Processed {
+                        records: seqs.into_iter().zip(out).collect(),
+                        ..nothing(Vec::new())
+                    },
+                    true,
+                ));
+            }
+        };
+        let cursor_key = release_cursor_key(topic, p);
+        let after = self
+            .store
+            .index_scan(&cursor_key, None, 1)?
+            .into_iter()
+            .find(|(k, _)| *k == cursor_key)
+            .and_then(|(_, v)| {
+                let (offset, last) = v.split_first_chunk::<8>()?;
+                (i64::from_be_bytes(*offset) == input.offset).then(|| last.to_vec())
+            });
+        let prefix = follow_prefix(&release.subject);
+        let page = self
+            .store
+            .index_scan(&prefix, after.as_deref(), RELEASE_PAGE)?;
+        let ids: Vec<String> = page
+            .iter()
+            .map(|(k, _)| String::from_utf8_lossy(&k[prefix.len()..]).into_owned())
+            .collect();
+        let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let mut slots = self.load(&refs)?;
+        let rules = &self.settings.rules;
+        for ((_, partition), id) in page.iter().zip(&ids) {
+            let Some(slot) = slots.get_mut(id) else {
+                continue;
+            };
+            slot.partition = <[u8; 4]>::try_from(partition.as_slice())
+                .ok()
+                .map(i32::from_be_bytes);
+            let outcome = apply_release(&mut slot.state, id, &release, rules);
+            if outcome != Outcome::default() {
+                slot.changed = true;
+            }
+            record_outcome(
+                &mut self.encoder,
+                &self.metrics,
+                &mut self.summary,
+                &self.settings,
+                outcome,
+                &mut out,
+            );
+        }
+        let done = page.len() < RELEASE_PAGE;
+        if done {
+            commit.offsets = vec![(topic.to_owned(), p, input.offset)];
+            commit.index_deletes.push(cursor_key);
+        } else if let Some((last, _)) = page.last() {
+            let mut v = input.offset.to_be_bytes().to_vec();
+            v.extend_from_slice(last);
+            commit.index_puts.push((cursor_key, v));
+        }
+        let seqs = self.commit_slots(slots, &out, commit, TimerScan::default())?;
+        if done {
+            self.applied.insert((Source::Catalog, p), input.offset);
+            tracing::info!(release = %release.release_id, subject = %release.subject, "release announced to its followers");
+        }
+        self.metrics
+            .batch_duration
+            .observe(started.elapsed().as_secs_f64());
+        Ok((
+            Processed {
+                records: seqs.into_iter().zip(out).collect(),
+                ..nothing(Vec::new())
+            },
+            done,
+        ))
+    }
+
+    fn dead_letter(
+        &mut self,
+        input: &Input,
+        class: ErrorClass,
+        message: &str,
+        out: &mut Vec<OutboxRecord>,
+    ) {
+        let record = DeadLetter {
+            source_topic: &input.topic,
+            source_partition: input.partition,
+            source_offset: input.offset,
+            original_key: input.key.as_deref(),
+            original_value: input.value.as_deref(),
+            stage: if class == ErrorClass::InvalidField {
+                Stage::Validate
+            } else {
+                Stage::Decode
+            },
+            error_class: class,
+            message,
+            dead_lettered_at_ms: now_ms(),
+        };
+        tracing::warn!(
+            topic = %input.topic, partition = input.partition, offset = input.offset,
+            class = class.as_str(), %message, "dead-lettering an input record"
+        );
+        self.metrics
+            .dead_lettered
+            .get_or_create(&TopicClass {
+                topic: input.source.label(),
+                error_class: class.as_str(),
+            })
+            .inc();
+        self.summary.dead_lettered += 1;
+        out.push(OutboxRecord {
+            topic: self.settings.topics.dead_letter.clone(),
+            key: input.key.clone().unwrap_or_default(),
+            payload: self.encoder.dead_letter(&record),
+        });
+    }
+
+    /// Writes `commit` with `out` appended to the outbox; returns their sequence numbers.
+    fn commit_records(
+        &mut self,
+        mut commit: Commit,
+        out: &[OutboxRecord],
+    ) -> Result<Vec<u64>, PipelineError> {
+        let mut seqs = Vec::with_capacity(out.len());
+        for record in out {
+            seqs.push(self.next_seq);
+            commit.outbox_puts.push((self.next_seq, record.encode()));
+            self.next_seq += 1;
+        }
+        self.write(&commit)?;
+        Ok(seqs)
     }
 
     /// The configured topic name of an input.
@@ -465,6 +668,7 @@ impl<S: StateStore> Engine<S> {
         match source {
             Source::Clickstream => &self.settings.topics.clickstream,
             Source::ProfileCommands => &self.settings.topics.profile_commands,
+            Source::Catalog => &self.settings.topics.catalog,
         }
     }
 
@@ -595,6 +799,7 @@ impl<S: StateStore> Engine<S> {
                 })?,
             };
             let due_before = next_due(&state, &self.settings.rules.policy).map(index_due);
+            let follows_before = state.follows.clone();
             slots.insert(
                 (*id).to_owned(),
                 Slot {
@@ -603,6 +808,7 @@ impl<S: StateStore> Engine<S> {
                     erased: false,
                     partition: None,
                     due_before,
+                    follows_before,
                 },
             );
         }
@@ -619,16 +825,42 @@ impl<S: StateStore> Engine<S> {
         outbox_deletes: Vec<u64>,
         scan: TimerScan,
     ) -> Result<Vec<u64>, PipelineError> {
-        let mut commit = Commit {
+        let commit = Commit {
             offsets,
             outbox_deletes,
-            timer_deletes: scan.stale,
             ..Commit::default()
         };
+        self.commit_slots(slots, out, commit, scan)
+    }
+
+    /// [`Engine::commit`] onto a prepared `commit` (offsets, index entries, outbox deletes).
+    fn commit_slots(
+        &mut self,
+        slots: HashMap<String, Slot>,
+        out: &[OutboxRecord],
+        mut commit: Commit,
+        scan: TimerScan,
+    ) -> Result<Vec<u64>, PipelineError> {
+        commit.timer_deletes.extend(scan.stale);
         let mut erased_keys = Vec::new();
         for (id, slot) in slots {
             if !slot.changed {
                 continue;
+            }
+            // The follow index moves with the state (an erased state follows nothing).
+            for s in &slot.follows_before {
+                if !slot.state.follows.contains(s) {
+                    commit.index_deletes.push(follow_key(s, &id));
+                }
+            }
+            if let Some(partition) = slot.partition {
+                for s in &slot.state.follows {
+                    if !slot.follows_before.contains(s) {
+                        commit
+                            .index_puts
+                            .push((follow_key(s, &id), partition.to_be_bytes().to_vec()));
+                    }
+                }
             }
             let key = id.into_bytes();
             let due_after = if slot.state.is_empty() {
@@ -676,13 +908,7 @@ impl<S: StateStore> Engine<S> {
                 commit.meta_puts.push((watermark_name(p), *w));
             }
         }
-        let mut seqs = Vec::with_capacity(out.len());
-        for record in out {
-            seqs.push(self.next_seq);
-            commit.outbox_puts.push((self.next_seq, record.encode()));
-            self.next_seq += 1;
-        }
-        self.write(&commit)?;
+        let seqs = self.commit_records(commit, out)?;
         if !erased_keys.is_empty() {
             for key in &erased_keys {
                 // Deleted values stay in files and the write-ahead log until compaction.
@@ -724,6 +950,7 @@ impl<S: StateStore> Engine<S> {
         Ok(Some(Processed {
             records: seqs.into_iter().zip(out).collect(),
             consumed: Vec::new(),
+            dropped: Vec::new(),
         }))
     }
 

@@ -11,5 +11,7 @@ pub mod demo;
 pub mod engine;
 pub mod feed;
 pub mod generator;
+pub mod inspect;
+pub mod interleave;
 pub mod outbox;
 pub mod pipeline;

@@ -4,6 +4,7 @@
 
 use crate::config::Settings;
 use crate::engine::{Engine, Processed};
+use crate::interleave::Interleaver;
 pub use crate::engine::{Input, PipelineError, RunSummary, Source};
 use crate::outbox::OutboxRecord;
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -11,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, Receiver};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tact_kafka::rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use tact_kafka::rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, DefaultConsumerContext};
 use tact_kafka::rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use tact_kafka::rdkafka::producer::{BaseRecord, ThreadedProducer};
 use tact_kafka::rdkafka::{Message, Offset, TopicPartitionList};
@@ -24,11 +25,18 @@ use tact_telemetry::{Health, Metrics, TopicPartition};
 
 /// Records produced but not yet acknowledged beyond which no new input is polled.
 const MAX_IN_FLIGHT: usize = 100_000;
+/// Catalog records taken per turn of the loop (each may be many pages of followers).
+const RELEASES_PER_TURN: usize = 16;
 
 pub struct Pipeline<S: StateStore> {
     settings: Settings,
     engine: Engine<S>,
     consumer: BaseConsumer<TactConsumerContext>,
+    /// Reads the whole catalog topic (assigned, not subscribed: every instance reads all of it),
+    /// from the offsets applied in the store.
+    catalog: BaseConsumer<DefaultConsumerContext>,
+    catalog_partitions: Vec<i32>,
+    interleaver: Interleaver,
     producer: ThreadedProducer<DeliveryContext>,
     reports: Receiver<Delivery>,
     tracker: OffsetTracker,
@@ -125,11 +133,21 @@ impl<S: StateStore> Pipeline<S> {
                 .map_err(|e| {
                     PipelineError::Setup(format!("cannot create the Kafka producer: {e}"))
                 })?;
-        check_topics(&consumer, &settings)?;
+        let catalog_partitions = check_topics(&consumer, &settings)?;
+        let catalog: BaseConsumer<DefaultConsumerContext> = consumer_config(
+            &k.bootstrap_servers,
+            &format!("{}-catalog", k.group_id),
+            &k.client,
+        )
+        .create()
+        .map_err(|e| PipelineError::Setup(format!("cannot create the catalog consumer: {e}")))?;
         Ok(Pipeline {
             engine: Engine::new(settings.clone(), store, metrics.clone())?,
+            interleaver: Interleaver::new(settings.interleave_wait),
             settings,
             consumer,
+            catalog,
+            catalog_partitions,
             producer,
             reports,
             tracker: OffsetTracker::new(),
@@ -151,6 +169,7 @@ impl<S: StateStore> Pipeline<S> {
         let started = Instant::now();
         self.resend_outbox()?;
         self.probe_store_size();
+        self.assign_catalog()?;
         let topics = [
             self.settings.topics.clickstream.as_str(),
             self.settings.topics.profile_commands.as_str(),
@@ -178,10 +197,20 @@ impl<S: StateStore> Pipeline<S> {
                 continue;
             }
             let batch = self.poll_batch(stop);
+            let now = Instant::now();
             if !batch.is_empty() {
-                self.last_input = Instant::now();
-                self.process(batch)?;
-            } else if self
+                self.last_input = now;
+            }
+            self.interleaver.push(batch, now);
+            let settings = &self.settings;
+            let ready = self
+                .interleaver
+                .release(now, &mut |input| event_time(input, settings));
+            self.metrics.interleave_held.set(self.interleaver.held() as i64);
+            self.poll_releases()?;
+            if !ready.is_empty() {
+                self.process(ready)?;
+            } else if self.interleaver.held() == 0 && self
                 .settings
                 .idle_timer_wall_clock
                 .is_some_and(|idle| self.last_input.elapsed() >= idle)
@@ -201,8 +230,65 @@ impl<S: StateStore> Pipeline<S> {
         for (topic, partition) in revoked {
             if let Some(source) = self.source_of(&topic) {
                 self.engine.forget(source, partition);
+                self.interleaver.forget(partition);
             }
         }
+    }
+
+    /// Assigns every catalog partition from just after the offset the store says is applied.
+    fn assign_catalog(&mut self) -> Result<(), PipelineError> {
+        let topic = self.settings.topics.catalog.clone();
+        let mut tpl = TopicPartitionList::new();
+        for p in self.catalog_partitions.clone() {
+            let applied = self.engine.applied_offset(Source::Catalog, &topic, p)?;
+            let from = if applied < 0 {
+                Offset::Beginning
+            } else {
+                Offset::Offset(applied + 1)
+            };
+            tpl.add_partition_offset(&topic, p, from)
+                .map_err(|e| PipelineError::Setup(format!("cannot assign {topic}/{p}: {e}")))?;
+        }
+        self.catalog
+            .assign(&tpl)
+            .map_err(|e| PipelineError::Setup(format!("cannot read the catalog topic {topic}: {e}")))
+    }
+
+    /// Announces new releases: each catalog record, page by page of followers, every page one
+    /// commit whose records are produced before the next.
+    fn poll_releases(&mut self) -> Result<(), PipelineError> {
+        for _ in 0..RELEASES_PER_TURN {
+            let input = match self.catalog.poll(Duration::ZERO) {
+                None => return Ok(()),
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "catalog consumer error (librdkafka retries)");
+                    return Ok(());
+                }
+                Some(Ok(m)) => Input {
+                    source: Source::Catalog,
+                    topic: m.topic().to_owned(),
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    key: m.key().map(<[u8]>::to_vec),
+                    value: m.payload().map(<[u8]>::to_vec),
+                },
+            };
+            loop {
+                while self.in_flight.len() >= MAX_IN_FLIGHT {
+                    self.pump_deliveries()?;
+                    self.health.progressed();
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                let acknowledged = std::mem::take(&mut self.acknowledged);
+                let (processed, done) = self.engine.process_release(&input, acknowledged)?;
+                self.emit(processed)?;
+                self.pump_deliveries()?;
+                if done {
+                    break;
+                }
+            }
+        }
+        Ok(())
     }
 
     fn source_of(&self, topic: &str) -> Option<Source> {
@@ -256,6 +342,12 @@ impl<S: StateStore> Pipeline<S> {
     /// Produces a processed batch's records; its input offsets follow once every record of it
     /// (and of earlier batches) is acknowledged.
     fn emit(&mut self, processed: Processed) -> Result<(), PipelineError> {
+        // An erasure dropped these: never re-send them, and do not let them hold back offsets.
+        for seq in processed.dropped {
+            if self.in_flight.remove(&seq).is_some() {
+                self.tracker.delivered(seq);
+            }
+        }
         let mut seqs = Vec::with_capacity(processed.records.len());
         for (seq, record) in processed.records {
             self.send(seq, record)?;
@@ -437,12 +529,32 @@ impl<S: StateStore> Pipeline<S> {
     }
 }
 
+/// The event time of an input record, for interleaving (`i64::MIN` if it does not decode: it goes
+/// first, to the dead-letter topic).
+fn event_time(input: &Input, settings: &Settings) -> i64 {
+    let bytes = input.value.as_deref().unwrap_or_default();
+    let max = settings.max_message_bytes;
+    match input.source {
+        Source::Clickstream => {
+            tact_codec::decode_click(bytes, settings.clickstream_format, max)
+                .map(|e| e.event_time.millis())
+        }
+        Source::ProfileCommands => {
+            tact_codec::decode_command(bytes, settings.profile_commands_format, max)
+                .map(|c| c.issued_at.millis())
+        }
+        Source::Catalog => return i64::MIN,
+    }
+    .unwrap_or(i64::MIN)
+}
+
 /// Fails with a clear message when the cluster cannot be reached or a topic does not exist
 /// (tact creates no topics: partition counts and retention are the operator's choice).
+/// Returns the catalog topic's partitions.
 fn check_topics(
     consumer: &BaseConsumer<TactConsumerContext>,
     settings: &Settings,
-) -> Result<(), PipelineError> {
+) -> Result<Vec<i32>, PipelineError> {
     let deadline = Instant::now() + Duration::from_secs(30);
     let metadata = loop {
         match consumer.fetch_metadata(None, Duration::from_secs(5)) {
@@ -467,6 +579,7 @@ fn check_topics(
         &t.suppressed,
         &t.dead_letter,
         &t.erasure_receipts,
+        &t.catalog,
     ]
     .into_iter()
     .filter(|name| {
@@ -478,7 +591,12 @@ fn check_topics(
     .map(String::as_str)
     .collect();
     if missing.is_empty() {
-        Ok(())
+        Ok(metadata
+            .topics()
+            .iter()
+            .filter(|m| m.name() == t.catalog)
+            .flat_map(|m| m.partitions().iter().map(|p| p.id()))
+            .collect())
     } else {
         Err(PipelineError::Setup(format!(
             "topic(s) {missing:?} do not exist on {}; create them first (tact creates no topics)",

@@ -12,6 +12,40 @@ pub fn run_all<S: StateStore>(fresh: &mut dyn FnMut() -> S) {
     deleting_runs_of_outbox_entries_keeps_the_others(&fresh());
     offsets_are_per_topic_and_partition(&fresh());
     timers_come_back_per_partition_in_due_order(&fresh());
+    index_scans_return_one_prefix_in_key_order_after_a_cursor(&fresh());
+}
+
+pub fn index_scans_return_one_prefix_in_key_order_after_a_cursor(s: &dyn StateStore) {
+    let e = |k: &str| (k.as_bytes().to_vec(), b"v".to_vec());
+    s.commit(&Commit {
+        index_puts: vec![e("fa/3"), e("fa/1"), e("fb/1"), e("fa/2"), e("f"), e("fa0")],
+        ..Commit::default()
+    })
+    .expect("commit");
+    let keys = |v: Vec<(Vec<u8>, Vec<u8>)>| -> Vec<String> {
+        v.into_iter()
+            .map(|(k, _)| String::from_utf8(k).expect("utf8"))
+            .collect()
+    };
+    assert_eq!(
+        keys(s.index_scan(b"fa/", None, 10).expect("scan")),
+        ["fa/1", "fa/2", "fa/3"]
+    );
+    assert_eq!(
+        keys(s.index_scan(b"fa/", Some(b"fa/1"), 1).expect("scan")),
+        ["fa/2"]
+    );
+    assert!(s.index_scan(b"fa/", Some(b"fa/3"), 10).expect("scan").is_empty());
+    s.commit(&Commit {
+        index_deletes: vec![b"fa/2".to_vec()],
+        ..Commit::default()
+    })
+    .expect("commit");
+    assert_eq!(
+        keys(s.index_scan(b"fa/", None, 10).expect("scan")),
+        ["fa/1", "fa/3"]
+    );
+    assert!(s.index_scan(b"zz", None, 10).expect("scan").is_empty());
 }
 
 fn put(k: &str, v: &str) -> (Vec<u8>, Vec<u8>) {

@@ -14,6 +14,9 @@ pub mod conformance;
 pub use memory::MemoryStore;
 pub use rocks::{RocksOptions, RocksStore};
 
+/// (key, value) pairs of the secondary index.
+pub type IndexEntries = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// One atomic write: state changes, applied offsets and outbox changes.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Commit {
@@ -29,6 +32,9 @@ pub struct Commit {
     pub timer_deletes: Vec<Timer>,
     /// Small named values (e.g. the event-time watermark).
     pub meta_puts: Vec<(String, i64)>,
+    /// Secondary index entries (e.g. who follows whom) and progress markers, by opaque key.
+    pub index_puts: Vec<(Vec<u8>, Vec<u8>)>,
+    pub index_deletes: Vec<Vec<u8>>,
 }
 
 impl Commit {
@@ -41,6 +47,8 @@ impl Commit {
             && self.timer_puts.is_empty()
             && self.timer_deletes.is_empty()
             && self.meta_puts.is_empty()
+            && self.index_puts.is_empty()
+            && self.index_deletes.is_empty()
     }
 }
 
@@ -97,6 +105,15 @@ pub trait StateStore: Send {
     /// A named value written with `meta_puts`.
     fn meta(&self, name: &str) -> Result<Option<i64>, StoreError>;
 
+    /// Index entries whose key starts with `prefix` and sorts after `after` (all of them when
+    /// `None`), in key order, at most `limit`.
+    fn index_scan(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<IndexEntries, StoreError>;
+
     /// Approximate bytes on disk (0 for the in-memory store).
     fn size_bytes(&self) -> u64;
 
@@ -105,6 +122,55 @@ pub trait StateStore: Send {
     /// files were rewritten (false for a store without files).
     /// `None` purges every customer's deleted values (after a crash interrupted a purge).
     fn purge(&self, key: Option<&[u8]>) -> Result<bool, StoreError>;
+}
+
+/// Shared ownership: the pipeline writes through one handle while read-only views (the admin
+/// endpoint) read through another.
+impl<T: StateStore + Sync> StateStore for std::sync::Arc<T> {
+    fn multi_get(&self, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        (**self).multi_get(keys)
+    }
+    fn applied_offset(&self, topic: &str, partition: i32) -> Result<Option<i64>, StoreError> {
+        (**self).applied_offset(topic, partition)
+    }
+    fn commit(&self, commit: &Commit) -> Result<(), StoreError> {
+        (**self).commit(commit)
+    }
+    fn pending_outbox(&self) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        (**self).pending_outbox()
+    }
+    fn next_outbox_seq(&self) -> Result<u64, StoreError> {
+        (**self).next_outbox_seq()
+    }
+    fn sync(&self) -> Result<(), StoreError> {
+        (**self).sync()
+    }
+    fn timers_in(
+        &self,
+        partition: i32,
+        from: i64,
+        until: i64,
+        limit: usize,
+    ) -> Result<Vec<Timer>, StoreError> {
+        (**self).timers_in(partition, from, until, limit)
+    }
+    fn meta(&self, name: &str) -> Result<Option<i64>, StoreError> {
+        (**self).meta(name)
+    }
+    fn index_scan(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<IndexEntries, StoreError> {
+        (**self).index_scan(prefix, after, limit)
+    }
+    fn size_bytes(&self) -> u64 {
+        (**self).size_bytes()
+    }
+    fn purge(&self, key: Option<&[u8]>) -> Result<bool, StoreError> {
+        (**self).purge(key)
+    }
 }
 
 /// Timer keys sort by partition, then due time: flipping the sign bit makes big-endian bytes

@@ -11,6 +11,7 @@ struct Inner {
     meta: BTreeMap<Vec<u8>, i64>,
     outbox: BTreeMap<u64, Vec<u8>>,
     timers: BTreeSet<Timer>,
+    index: BTreeMap<Vec<u8>, Vec<u8>>,
 }
 
 #[derive(Debug, Default)]
@@ -66,6 +67,12 @@ impl StateStore for MemoryStore {
         for (name, v) in &c.meta_puts {
             inner.meta.insert(meta_key(name), *v);
         }
+        for k in &c.index_deletes {
+            inner.index.remove(k);
+        }
+        for (k, v) in &c.index_puts {
+            inner.index.insert(k.clone(), v.clone());
+        }
         Ok(())
     }
 
@@ -110,6 +117,27 @@ impl StateStore for MemoryStore {
 
     fn meta(&self, name: &str) -> Result<Option<i64>, StoreError> {
         Ok(self.lock().meta.get(&meta_key(name)).copied())
+    }
+
+    fn index_scan(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<crate::IndexEntries, StoreError> {
+        use std::ops::Bound;
+        let lower = match after {
+            Some(a) => Bound::Excluded(a.to_vec()),
+            None => Bound::Included(prefix.to_vec()),
+        };
+        Ok(self
+            .lock()
+            .index
+            .range((lower, Bound::Unbounded))
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .take(limit)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
     }
 
     fn size_bytes(&self) -> u64 {

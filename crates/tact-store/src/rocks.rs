@@ -1,5 +1,6 @@
-//! The RocksDB store. Three column families: `state` (customer id -> encoded state), `meta`
-//! (applied offsets) and `outbox` (big-endian sequence -> record), written through one WriteBatch.
+//! The RocksDB store. Five column families: `state` (customer id -> encoded state), `meta`
+//! (applied offsets, watermarks), `outbox` (big-endian sequence -> record), `timers` (the due-time
+//! index) and `index` (secondary indexes such as followers), written through one WriteBatch.
 
 use crate::{
     meta_key, offset_key, parse_timer_key, timer_key, timer_prefix, Commit, StateStore, StoreError,
@@ -15,6 +16,7 @@ const CF_STATE: &str = "state";
 const CF_META: &str = "meta";
 const CF_OUTBOX: &str = "outbox";
 const CF_TIMERS: &str = "timers";
+const CF_INDEX: &str = "index";
 
 /// Tuning that matters in production; everything else keeps RocksDB's defaults (including the
 /// WAL recovery mode, which tolerates a torn last record after `kill -9`).
@@ -75,7 +77,8 @@ fn descriptors(opts: &RocksOptions) -> Vec<ColumnFamilyDescriptor> {
         ColumnFamilyDescriptor::new(CF_STATE, state),
         ColumnFamilyDescriptor::new(CF_META, small.clone()),
         ColumnFamilyDescriptor::new(CF_OUTBOX, small.clone()),
-        ColumnFamilyDescriptor::new(CF_TIMERS, small),
+        ColumnFamilyDescriptor::new(CF_TIMERS, small.clone()),
+        ColumnFamilyDescriptor::new(CF_INDEX, small),
     ]
 }
 
@@ -222,6 +225,15 @@ impl StateStore for RocksStore {
         for (name, v) in &c.meta_puts {
             batch.put_cf(meta, meta_key(name), v.to_be_bytes());
         }
+        if !c.index_puts.is_empty() || !c.index_deletes.is_empty() {
+            let index = self.cf(CF_INDEX)?;
+            for k in &c.index_deletes {
+                batch.delete_cf(index, k);
+            }
+            for (k, v) in &c.index_puts {
+                batch.put_cf(index, k, v);
+            }
+        }
         self.db.write_opt(batch, &self.write).map_err(classify)
     }
 
@@ -308,8 +320,43 @@ impl StateStore for RocksStore {
         .transpose()
     }
 
+    fn index_scan(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<crate::IndexEntries, StoreError> {
+        let mut opts = rocksdb::ReadOptions::default();
+        opts.set_iterate_lower_bound(prefix.to_vec());
+        // Exclusive upper bound: the prefix with its last non-0xff byte incremented.
+        let mut upper = prefix.to_vec();
+        while upper.last() == Some(&0xff) {
+            upper.pop();
+        }
+        if let Some(last) = upper.last_mut() {
+            *last += 1;
+            opts.set_iterate_upper_bound(upper);
+        }
+        let start = match after {
+            Some(a) => IteratorMode::From(a, rocksdb::Direction::Forward),
+            None => IteratorMode::Start,
+        };
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf_opt(self.cf(CF_INDEX)?, opts, start) {
+            let (k, v) = item.map_err(classify)?;
+            if after.is_some_and(|a| *k <= *a) {
+                continue;
+            }
+            if out.len() >= limit {
+                break;
+            }
+            out.push((k.to_vec(), v.to_vec()));
+        }
+        Ok(out)
+    }
+
     fn size_bytes(&self) -> u64 {
-        [CF_STATE, CF_META, CF_OUTBOX, CF_TIMERS]
+        [CF_STATE, CF_META, CF_OUTBOX, CF_TIMERS, CF_INDEX]
             .iter()
             .filter_map(|name| {
                 let cf = self.db.cf_handle(name)?;
@@ -359,6 +406,8 @@ impl StateStore for RocksStore {
             .compact_range_cf_opt(self.cf(CF_TIMERS)?, None::<&[u8]>, None::<&[u8]>, &opts);
         self.db
             .compact_range_cf_opt(self.cf(CF_OUTBOX)?, None::<&[u8]>, None::<&[u8]>, &opts);
+        self.db
+            .compact_range_cf_opt(self.cf(CF_INDEX)?, None::<&[u8]>, None::<&[u8]>, &opts);
         self.db.flush_wal(true).map_err(classify)?;
         Ok(true)
     }

@@ -60,6 +60,7 @@ pub struct Metrics {
     pub suppressions: Family<GateReason, Counter>,
     pub batch_duration: Histogram,
     pub outbox_pending: Gauge,
+    pub interleave_held: Gauge,
     pub consumer_lag: Family<TopicPartition, Gauge>,
     pub store_size: Gauge<u64, AtomicU64>,
     pub delivery_errors: Counter,
@@ -85,6 +86,7 @@ impl Metrics {
                 1.0, 2.5, 6.5,
             ]),
             outbox_pending: Gauge::default(),
+            interleave_held: Gauge::default(),
             consumer_lag: Family::default(),
             store_size: Gauge::default(),
             delivery_errors: Counter::default(),
@@ -137,6 +139,11 @@ impl Metrics {
             "outbox_pending",
             "Records written but not yet acknowledged by the broker",
             m.outbox_pending.clone(),
+        );
+        registry.register(
+            "interleave_held",
+            "Input records waiting for the other co-partitioned input (event-time interleaving)",
+            m.interleave_held.clone(),
         );
         registry.register_with_unit(
             "consumer_lag",

@@ -1,4 +1,4 @@
-//! `/metrics`, `/healthz` and `/readyz`.
+//! `/metrics`, `/healthz` and `/readyz`; and the read-only admin endpoint `/customers/{id}`.
 
 use crate::Metrics;
 use axum::extract::State;
@@ -117,6 +117,61 @@ pub async fn serve(
             .await
         {
             tracing::error!(error = %e, "HTTP server failed");
+        }
+    });
+    Ok((bound, task))
+}
+
+/// Looks a customer up for the admin endpoint: `Ok(Some(json))` for a known customer,
+/// `Ok(None)` for one tact holds nothing about, `Err` when the store cannot answer.
+pub type CustomerLookup = Arc<dyn Fn(&str) -> Result<Option<String>, String> + Send + Sync>;
+
+async fn customer_handler(
+    State(lookup): State<CustomerLookup>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> impl IntoResponse {
+    let json = [(header::CONTENT_TYPE, "application/json")];
+    let answer = tokio::task::spawn_blocking(move || lookup(&id)).await;
+    match answer {
+        Ok(Ok(Some(body))) => (StatusCode::OK, json, body),
+        // Nothing held is an answer too (a subject access request for an unknown person).
+        Ok(Ok(None)) => (
+            StatusCode::NOT_FOUND,
+            json,
+            "{\"error\":\"no state is held for this customer\"}".to_owned(),
+        ),
+        Ok(Err(e)) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            json,
+            format!("{{\"error\":{:?}}}", e),
+        ),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            json,
+            format!("{{\"error\":{:?}}}", e.to_string()),
+        ),
+    }
+}
+
+/// The read-only admin endpoint: `GET /customers/{id}` answers "what do you know about me, and
+/// why" with the JSON of `tact inspect`. There is no route that changes anything: changes go
+/// through the profile-commands topic, where they are ordered and audited.
+pub async fn serve_admin(
+    addr: SocketAddr,
+    lookup: CustomerLookup,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    let app = Router::new()
+        .route("/customers/{id}", get(customer_handler))
+        .with_state(lookup);
+    let task = tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
+            tracing::error!(error = %e, "admin HTTP server failed");
         }
     });
     Ok((bound, task))

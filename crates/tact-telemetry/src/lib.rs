@@ -9,7 +9,7 @@ mod http;
 pub use catalog::{
     GateReason, KindChannel, Metrics, Names, TopicClass, TopicLabel, TopicPartition,
 };
-pub use http::{serve, Health};
+pub use http::{serve, serve_admin, CustomerLookup, Health};
 
 /// Sets up logs: human-readable by default, JSON lines with `json = true`. `RUST_LOG` overrides
 /// `default_filter`.

@@ -16,7 +16,7 @@ use tact_runtime::demo::{run_demo, DemoOptions};
 use tact_runtime::feed::{feed, FeedOptions};
 use tact_runtime::generator::{Generator, GeneratorConfig};
 use tact_runtime::pipeline::{Pipeline, PipelineError, RunSummary};
-use tact_store::{RocksOptions, RocksStore, StateStore};
+use tact_store::{RocksOptions, RocksStore};
 use tact_telemetry::{Health, Metrics, Names};
 
 #[derive(Parser, Debug)]
@@ -109,12 +109,17 @@ enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
-    /// Print what tact stores about one customer (JSON), read-only.
+    /// What tact holds about one customer and why (JSON: provenance of every item, consent,
+    /// session-only data, pending timers), read-only. The answer to a subject access request.
     Inspect {
+        /// The state directory (default: state.dir of the configuration).
         #[arg(long)]
-        state_dir: PathBuf,
+        state_dir: Option<PathBuf>,
         #[arg(long)]
         customer: String,
+        /// The configuration whose policy schedules timers (default: the embedded one).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
     },
 }
 
@@ -317,13 +322,14 @@ fn main() -> ExitCode {
         Command::Inspect {
             state_dir,
             customer,
-        } => cmd_inspect(&state_dir, &customer),
+            config,
+        } => cmd_inspect(state_dir.as_deref(), &customer, config.as_deref()),
     }
 }
 
 fn names() -> Names {
     Names {
-        topics: vec!["clickstream", "profile_commands"],
+        topics: vec!["clickstream", "profile_commands", "catalog"],
         error_classes: ErrorClass::ALL.iter().map(|c| c.as_str()).collect(),
         kinds: DecisionKind::ALL.iter().map(|k| k.as_str()).collect(),
         channels: Channel::ALL.iter().map(|c| c.as_str()).collect(),
@@ -428,12 +434,37 @@ fn cmd_run(config: Option<&Path>) -> ExitCode {
             ..RocksOptions::default()
         },
     ) {
-        Ok(s) => s,
+        Ok(s) => Arc::new(s),
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(3);
         }
     };
+    if let Some(addr) = settings.admin_listen {
+        let view = store.clone();
+        let policy = settings.rules.policy.clone();
+        let lookup: tact_telemetry::CustomerLookup = Arc::new(move |id: &str| {
+            tact_runtime::inspect::lookup(&*view, id, &policy)
+                .map(|v| v.map(|v| serde_json::to_string_pretty(&v).unwrap_or_default()))
+        });
+        let stop_admin = stop.clone();
+        match _edges.block_on(tact_telemetry::serve_admin(addr, lookup, async move {
+            while !stop_admin.load(Ordering::Relaxed) {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })) {
+            Ok((bound, _)) => {
+                if !bound.ip().is_loopback() {
+                    tracing::warn!(%bound, "the admin endpoint serves personal data beyond this host; put an authenticating proxy in front of it");
+                }
+                tracing::info!(%bound, "serving read-only /customers/{{id}}");
+            }
+            Err(e) => {
+                eprintln!("error: cannot listen on {addr} (http.admin_listen): {e}");
+                return ExitCode::from(3);
+            }
+        }
+    }
     let result = Pipeline::new(settings, store, metrics, health).and_then(|p| p.run(&stop));
     match result {
         Ok(summary) => {
@@ -623,37 +654,38 @@ fn cmd_schemas(out: Option<&Path>) -> ExitCode {
     }
 }
 
-fn cmd_inspect(state_dir: &Path, customer: &str) -> ExitCode {
-    let store = match RocksStore::open_read_only(state_dir) {
+fn cmd_inspect(state_dir: Option<&Path>, customer: &str, config: Option<&Path>) -> ExitCode {
+    let settings = match Settings::load_from_process(config) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let dir = state_dir.unwrap_or(&settings.state_dir);
+    // Read-only: works beside a running pipeline (which holds the write lock).
+    let store = match RocksStore::open_read_only(dir) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(3);
         }
     };
-    let value = match store.multi_get(&[customer.as_bytes()]) {
-        Ok(mut v) => v.pop().flatten(),
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(4);
-        }
-    };
-    let Some(bytes) = value else {
-        println!(
-            "{}",
-            serde_json::json!({ "customer_id": customer, "state": null })
-        );
-        eprintln!("no state stored for this customer");
-        return ExitCode::from(3);
-    };
-    match tact_codec::decode_state(&bytes) {
-        Ok(state) => {
-            let json = serde_json::json!({ "customer_id": customer, "state": state });
+    match tact_runtime::inspect::lookup(&store, customer, &settings.rules.policy) {
+        Ok(Some(json)) => {
             println!(
                 "{}",
                 serde_json::to_string_pretty(&json).unwrap_or_default()
             );
             ExitCode::SUCCESS
+        }
+        Ok(None) => {
+            println!(
+                "{}",
+                tact_runtime::inspect::explain(customer, None, &settings.rules.policy)
+            );
+            eprintln!("no state stored for this customer");
+            ExitCode::from(3)
         }
         Err(e) => {
             eprintln!("error: {e}");

@@ -214,6 +214,7 @@ proptest! {
         for format in FORMATS {
             let _ = decode_click(&bytes, format, MAX);
             let _ = decode_command(&bytes, format, MAX);
+            let _ = decode_release(&bytes, format, MAX);
         }
     }
 
@@ -223,5 +224,39 @@ proptest! {
         let pos = pos % bytes.len();
         bytes[pos] = byte;
         let _ = decode_click(&bytes, InputFormat::AvroDatum, MAX);
+    }
+}
+
+#[test]
+fn a_release_round_trips_in_every_format_and_bad_fields_are_named() {
+    let release = Release {
+        release_id: "r-1".into(),
+        subject: "brickworks".into(),
+        title: "Castle".into(),
+        product_ids: vec!["lego-9".into()],
+        category: Some("toys".into()),
+        released_at: Timestamp(1_772_445_600_000),
+    };
+    for format in FORMATS {
+        let bytes = encode_release(&release, format, 7);
+        assert_eq!(decode_release(&bytes, format, MAX).unwrap(), release);
+    }
+    let bad = br#"{"release_id":"r","subject":"","title":"t","released_at":1772445600000}"#;
+    let err = decode_release(bad, InputFormat::Json, MAX).unwrap_err();
+    assert_eq!(err.class, ErrorClass::InvalidField);
+    assert!(err.message.contains("subject"), "{}", err.message);
+}
+
+#[test]
+fn a_recipient_birthday_that_is_no_date_is_refused() {
+    for (birthday, ok) in [("02-29", true), ("2019-12-31", true), ("13-01", false), ("2-3", false), ("tomorrow", false)] {
+        let json = format!(
+            r#"{{"command_id":"k","customer_id":"c","issued_at":1772445600000,"command":{{"UpsertRecipient":{{"recipient_id":"r","name":"Mia","birthday":"{birthday}"}}}}}}"#
+        );
+        let got = decode_command(json.as_bytes(), InputFormat::Json, MAX);
+        assert_eq!(got.is_ok(), ok, "{birthday}: {got:?}");
+        if !ok {
+            assert!(got.unwrap_err().message.contains("command.birthday"));
+        }
     }
 }

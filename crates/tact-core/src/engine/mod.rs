@@ -11,8 +11,8 @@ use crate::gates::{self, consent, Candidate, ConsentAnswer, Evidence};
 use crate::id::stable_id;
 use crate::policy::{Policy, Tier};
 use crate::state::{
-    Backoff, Cart, CartItem, CategoryInterest, ConsentRecord, CustomerState, Emitted, GiftMode,
-    PingPong, Purchase, Recipient, Session,
+    Backoff, Cart, CartItem, CategoryInterest, ConsentRecord, CustomerState, Emitted, Gift,
+    GiftMode, PingPong, Purchase, Recipient, Session,
 };
 use crate::time::Timestamp;
 
@@ -23,6 +23,8 @@ const DAY_MS: i64 = 24 * 3_600_000;
 const HISTORY_MS: i64 = 7 * DAY_MS;
 /// Proposals remembered per session (for "once per session and subject").
 const MAX_PROPOSED: usize = 64;
+/// Events kept as the evidence of one inferred interest.
+const MAX_EVIDENCE: usize = 5;
 
 /// Everything the core decides with besides the state and the input.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -152,7 +154,13 @@ pub fn apply_event(state: &mut CustomerState, ev: &ClickEvent, rules: &Rules) ->
             policy,
             now,
         );
-        let gift = ev.gift || gift_mode_active(state, &ev.session_id, now);
+        let gift_mode = gift_mode_active(state, &ev.session_id, now);
+        let gift = ev.gift || gift_mode;
+        let recipient = state
+            .gift_mode
+            .as_ref()
+            .filter(|_| gift_mode)
+            .and_then(|g| g.recipient_id.clone());
         let session_only = tiers.contains(&Tier::SessionOnly);
         record_evidence(
             state,
@@ -161,6 +169,7 @@ pub fn apply_event(state: &mut CustomerState, ev: &ClickEvent, rules: &Rules) ->
             &categories,
             personalized,
             gift,
+            recipient.as_deref(),
             session_only,
         );
         candidates.extend(detect_struggle(state, ev, policy));
@@ -201,7 +210,12 @@ fn forget_without_consent(state: &mut CustomerState, policy: &Policy, now: Times
     state
         .consents
         .retain(|r| r.expires_at.is_none_or(|t| t > now));
-    if (!state.interests.is_empty() || !state.purchases.is_empty())
+    timers::expire_learned(state, policy, now);
+    let learned_gifts = state
+        .recipients
+        .iter()
+        .any(|r| !r.gifts.is_empty() || !r.viewed.is_empty());
+    if (!state.interests.is_empty() || !state.purchases.is_empty() || learned_gifts)
         && !granted(
             state,
             Purpose::Personalization,
@@ -210,8 +224,17 @@ fn forget_without_consent(state: &mut CustomerState, policy: &Policy, now: Times
             now,
         )
     {
-        state.interests.clear();
-        state.purchases.clear();
+        forget_learned(state);
+    }
+}
+
+/// Drops what was inferred from behaviour (not what the customer stated).
+fn forget_learned(state: &mut CustomerState) {
+    state.interests.clear();
+    state.purchases.clear();
+    for r in &mut state.recipients {
+        r.gifts.clear();
+        r.viewed.clear();
     }
 }
 
@@ -281,10 +304,12 @@ fn gift_mode_active(state: &CustomerState, session_id: &str, now: Timestamp) -> 
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn bump(
     list: &mut Vec<CategoryInterest>,
     category: &str,
     product: Option<&str>,
+    event_id: &str,
     now: Timestamp,
     policy: &Policy,
     decay: bool,
@@ -303,6 +328,7 @@ fn bump(
                 views: 0,
                 last_viewed_at: now,
                 recent_products: Vec::new(),
+                evidence: Vec::new(),
             });
             list.len() - 1
         }
@@ -325,8 +351,13 @@ fn bump(
             .recent_products
             .truncate(policy.max_recent_products as usize);
     }
+    if !entry.evidence.iter().any(|e| e == event_id) {
+        entry.evidence.insert(0, event_id.to_owned());
+        entry.evidence.truncate(MAX_EVIDENCE);
+    }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn record_evidence(
     state: &mut CustomerState,
     ev: &ClickEvent,
@@ -334,6 +365,7 @@ fn record_evidence(
     categories: &[String],
     personalized: bool,
     gift: bool,
+    recipient: Option<&str>,
     session_only: bool,
 ) {
     let policy = &rules.policy;
@@ -349,7 +381,50 @@ fn record_evidence(
             | EventKind::AddToCart
             | EventKind::Purchase
     );
-    // Shopping for someone else says nothing about the buyer's own taste.
+    // Shopping for someone else says nothing about the buyer's own taste: it is kept (with
+    // consent) against the recipient being shopped for, if one is named.
+    if feeds && gift && personalized && !session_only {
+        if let (Some(category), Some(r)) = (
+            categories.first(),
+            recipient.and_then(|id| state.recipients.iter_mut().find(|r| r.recipient_id == id)),
+        ) {
+            bump(
+                &mut r.viewed,
+                category,
+                product,
+                &ev.event_id,
+                now,
+                policy,
+                false,
+            );
+            if ev.kind == EventKind::Purchase {
+                for item in &ev.items {
+                    let category = item
+                        .category
+                        .clone()
+                        .or_else(|| ev.category.clone())
+                        .or_else(|| {
+                            rules
+                                .catalog
+                                .get(&item.product_id)
+                                .map(|p| p.category.clone())
+                        });
+                    r.gifts.retain(|g| g.product_id != item.product_id);
+                    r.gifts.push(Gift {
+                        product_id: item.product_id.clone(),
+                        category,
+                        at: now,
+                        event_id: ev.event_id.clone(),
+                    });
+                }
+                let max = policy.max_purchases as usize;
+                if r.gifts.len() > max {
+                    let excess = r.gifts.len() - max;
+                    r.gifts.drain(..excess);
+                }
+            }
+        }
+    }
     if feeds && !gift {
         if let Some(category) = categories.first() {
             if let Some(session) = state.session.as_mut() {
@@ -357,13 +432,22 @@ fn record_evidence(
                     &mut session.category_views,
                     category,
                     product,
+                    &ev.event_id,
                     now,
                     policy,
                     false,
                 );
             }
             if personalized && !session_only {
-                bump(&mut state.interests, category, product, now, policy, true);
+                bump(
+                    &mut state.interests,
+                    category,
+                    product,
+                    &ev.event_id,
+                    now,
+                    policy,
+                    true,
+                );
             }
         }
     }
@@ -899,118 +983,6 @@ fn end_session(state: &mut CustomerState) {
     }
 }
 
-/// When this customer next needs [`apply_timer`]: the end of the current session, or an
-/// abandoned cart coming due (or leaving quiet hours).
-pub fn next_due(state: &CustomerState, policy: &Policy) -> Option<Timestamp> {
-    let session_end = state
-        .session
-        .as_ref()
-        .map(|s| Timestamp(s.last_event_at.millis() + policy.session_gap_ms()));
-    let cart = state.cart.as_ref().filter(|c| !c.nudged).map(|c| {
-        let due = c
-            .last_added_at
-            .plus_minutes(policy.outbound.abandoned_cart_after_minutes);
-        c.defer_until.map_or(due, |d| d.max(due))
-    });
-    // A consent that expires takes what was learned under it at that moment, not at the next event.
-    let consent_expiry = state.consents.iter().filter_map(|r| r.expires_at).min();
-    [session_end, cart, consent_expiry]
-        .into_iter()
-        .flatten()
-        .min()
-}
-
-/// Event time has reached `now` for this customer with no new event: expire consents (and what
-/// was learned under them), end a lapsed session (dropping its session-only data) and nudge
-/// about an abandoned cart when one is due.
-pub fn apply_timer(
-    state: &mut CustomerState,
-    customer_id: &str,
-    now: Timestamp,
-    rules: &Rules,
-) -> Outcome {
-    let policy = &rules.policy;
-    let mut out = Outcome::default();
-    forget_without_consent(state, policy, now);
-    if state
-        .session
-        .as_ref()
-        .is_some_and(|s| now.since(s.last_event_at) >= policy.session_gap_ms())
-    {
-        end_session(state);
-    }
-    let due = state.cart.as_ref().filter(|c| !c.nudged).map(|c| {
-        let due = c
-            .last_added_at
-            .plus_minutes(policy.outbound.abandoned_cart_after_minutes);
-        (c.defer_until.map_or(due, |d| d.max(due)), c.clone())
-    });
-    if let Some((due, cart)) = due.filter(|(due, _)| now >= *due) {
-        // Only what the customer may still be reminded of: nothing excluded, private or bought.
-        let prefs = &state.preferences;
-        let remind: Vec<&CartItem> = cart
-            .items
-            .iter()
-            .rev()
-            .filter(|i| !unwanted(state, rules, &i.product_id))
-            .filter(|i| {
-                !i.category.as_ref().is_some_and(|c| {
-                    prefs.excluded_categories.contains(c) || prefs.private_categories.contains(c)
-                })
-            })
-            .collect();
-        if remind.is_empty() {
-            if let Some(c) = state.cart.as_mut() {
-                c.nudged = true;
-            }
-            return out;
-        }
-        let candidate = Candidate {
-            kind: DecisionKind::OutboundNudge,
-            channel: policy.outbound.channel,
-            subject: format!("abandoned_cart@{}", due.millis()),
-            personalized: true,
-            items: remind.iter().map(|i| i.product_id.clone()).collect(),
-            reasons: vec![Reason::new(
-                "abandoned_cart",
-                format!("you left {} item(s) in your cart", remind.len()),
-            )],
-            evidence: Evidence::Explicit,
-            categories: remind
-                .iter()
-                .flat_map(|i| {
-                    let filed = rules.catalog.get(&i.product_id).map(|p| p.category.clone());
-                    i.category.clone().into_iter().chain(filed)
-                })
-                .collect(),
-            in_session: false,
-        };
-        gate(
-            state,
-            candidate,
-            customer_id,
-            None,
-            &cart.last_added_event,
-            now,
-            policy,
-            &mut out,
-        );
-        let quiet = out
-            .suppressed
-            .last()
-            .is_some_and(|s| s.reason_code == "quiet_hours");
-        if let Some(c) = state.cart.as_mut() {
-            if quiet {
-                // Try again when the quiet hours are over (checked hourly).
-                c.defer_until = Some(Timestamp(now.millis() + 3_600_000));
-            } else {
-                c.nudged = true;
-            }
-        }
-    }
-    out
-}
-
 #[allow(clippy::too_many_arguments)]
 fn record_consent(
     state: &mut CustomerState,
@@ -1067,8 +1039,7 @@ pub fn apply_command(
                 policy,
                 cmd.issued_at,
             ) {
-                state.interests.clear();
-                state.purchases.clear();
+                forget_learned(state);
             }
         }
         CommandBody::SetPreferences(update) => {
@@ -1102,6 +1073,15 @@ pub fn apply_command(
             state.interests.retain(|c| !is_private(&c.category));
             for c in &mut state.interests {
                 c.recent_products.retain(|p| !filed_private(p));
+            }
+            for r in &mut state.recipients {
+                r.viewed.retain(|c| !is_private(&c.category));
+                for c in &mut r.viewed {
+                    c.recent_products.retain(|p| !filed_private(p));
+                }
+                r.gifts.retain(|g| {
+                    !g.category.as_deref().is_some_and(is_private) && !filed_private(&g.product_id)
+                });
             }
             state.purchases.retain(|p| {
                 !p.category.as_deref().is_some_and(is_private) && !filed_private(&p.product_id)
@@ -1150,13 +1130,32 @@ pub fn apply_command(
             birthday,
             interests,
         } => {
-            state.recipients.retain(|r| &r.recipient_id != recipient_id);
-            state.recipients.push(Recipient {
-                recipient_id: recipient_id.clone(),
-                name: name.clone(),
-                birthday: birthday.clone(),
-                interests: interests.clone(),
-            });
+            // An update keeps what was bought for them; a new birthday starts reminders afresh.
+            match state
+                .recipients
+                .iter_mut()
+                .find(|r| &r.recipient_id == recipient_id)
+            {
+                Some(r) => {
+                    if &r.birthday != birthday {
+                        r.birthday = birthday.clone();
+                        r.added_at = cmd.issued_at;
+                        r.reminded_year = None;
+                    }
+                    r.name = name.clone();
+                    r.interests = interests.clone();
+                }
+                None => state.recipients.push(Recipient {
+                    recipient_id: recipient_id.clone(),
+                    name: name.clone(),
+                    birthday: birthday.clone(),
+                    interests: interests.clone(),
+                    added_at: cmd.issued_at,
+                    gifts: Vec::new(),
+                    viewed: Vec::new(),
+                    reminded_year: None,
+                }),
+            }
         }
         CommandBody::RemoveRecipient { recipient_id } => {
             state.recipients.retain(|r| &r.recipient_id != recipient_id)
@@ -1174,6 +1173,12 @@ pub fn apply_command(
     }
     CommandEffect::Updated
 }
+
+mod release;
+mod timers;
+
+pub use release::apply_release;
+pub use timers::{apply_timer, next_due, pending_timers, PendingTimer, TimerKind};
 
 #[cfg(test)]
 mod tests;

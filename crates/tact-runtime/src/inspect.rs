@@ -1,0 +1,242 @@
+//! "What do you know about me, and why": one customer's state, explained item by item with its
+//! provenance. The answer to a subject access request, served by `tact inspect` and by the
+//! admin endpoint, so both say exactly the same.
+//!
+//! Provenance values: `stated` (the customer told us), `surveyed` (a survey answer),
+//! `inferred` (learned from the listed events), `gift_recorded` (bought or looked at for a
+//! recipient), `consent` (with its source and time), `session_only` (dropped at session end).
+
+use serde_json::{json, Value};
+use tact_codec::decode_state;
+use tact_core::{pending_timers, CustomerState, Policy, Timestamp};
+use tact_store::StateStore;
+
+fn at(t: Timestamp) -> Value {
+    match chrono_like(t) {
+        Some(s) => json!(s),
+        None => json!(t.millis()),
+    }
+}
+
+/// RFC 3339 UTC, without pulling a date crate into the runtime.
+fn chrono_like(t: Timestamp) -> Option<String> {
+    let ms = t.millis();
+    let days = ms.div_euclid(86_400_000);
+    let rem = ms.rem_euclid(86_400_000);
+    // Civil-from-days (Howard Hinnant's algorithm), proleptic Gregorian.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    if !(0..=9999).contains(&y) {
+        return None;
+    }
+    Some(format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3_600_000,
+        rem / 60_000 % 60,
+        rem / 1000 % 60,
+        rem % 1000
+    ))
+}
+
+/// The explained view of `state` (`None`: nothing is held).
+pub fn explain(customer_id: &str, state: Option<&CustomerState>, policy: &Policy) -> Value {
+    let Some(s) = state.filter(|s| !s.is_empty()) else {
+        return json!({ "customer_id": customer_id, "known": false, "state": null });
+    };
+    let p = &s.preferences;
+    let mut interests: Vec<Value> = Vec::new();
+    for c in &p.stated_interests {
+        interests.push(json!({ "category": c, "provenance": "stated" }));
+    }
+    for (question, answer) in &p.survey_answers {
+        interests.push(json!({ "question": question, "answer": answer, "provenance": "surveyed" }));
+    }
+    for c in &s.interests {
+        interests.push(json!({
+            "category": c.category,
+            "provenance": "inferred",
+            "views": c.views,
+            "last_seen": at(c.last_viewed_at),
+            "products": c.recent_products,
+            "from_events": c.evidence,
+        }));
+    }
+    let purchases: Vec<Value> = s
+        .purchases
+        .iter()
+        .map(|b| {
+            json!({
+                "product_id": b.product_id, "category": b.category,
+                "at": at(b.at), "provenance": "inferred",
+            })
+        })
+        .collect();
+    let recipients: Vec<Value> = s
+        .recipients
+        .iter()
+        .map(|r| {
+            json!({
+                "recipient_id": r.recipient_id,
+                "name": r.name,
+                "birthday": r.birthday,
+                "interests": r.interests.iter().map(|c| json!({"category": c, "provenance": "stated"})).collect::<Vec<_>>(),
+                "added_at": at(r.added_at),
+                "gifts": r.gifts.iter().map(|g| json!({
+                    "product_id": g.product_id, "category": g.category, "at": at(g.at),
+                    "provenance": "gift_recorded", "from_event": g.event_id,
+                })).collect::<Vec<_>>(),
+                "looked_at_for_them": r.viewed.iter().map(|c| json!({
+                    "category": c.category, "products": c.recent_products,
+                    "provenance": "gift_recorded", "from_events": c.evidence,
+                })).collect::<Vec<_>>(),
+                "reminded_for_year": r.reminded_year,
+            })
+        })
+        .collect();
+    let consent: Vec<Value> = s
+        .consents
+        .iter()
+        .map(|c| {
+            json!({
+                "purpose": c.purpose.as_str(),
+                "channel": c.channel.map_or("all", |ch| ch.as_str()),
+                "granted": c.granted,
+                "source": c.source,
+                "at": at(c.at),
+                "expires_at": c.expires_at.map(at),
+            })
+        })
+        .collect();
+    let session = s.session.as_ref().map(|x| {
+        json!({
+            "provenance": "session_only",
+            "session_id": x.id,
+            "started_at": at(x.started_at),
+            "last_event_at": at(x.last_event_at),
+            "events": x.events,
+            "categories_viewed": x.category_views.iter().map(|c| json!({
+                "category": c.category, "views": c.views, "products": c.recent_products,
+                "from_events": c.evidence,
+            })).collect::<Vec<_>>(),
+            "faq_deep_reads": x.faq_deep_reads,
+            "failed_searches": x.search_failures,
+            "checkout_returns": x.checkout_returns,
+            "comparing": x.pingpong.as_ref().map(|pp| json!({"category": pp.category, "products": pp.products})),
+            "proposed": x.proposed.iter().map(|(k, subject)| json!({"kind": k.as_str(), "about": subject})).collect::<Vec<_>>(),
+        })
+    });
+    let cart = s.cart.as_ref().map(|c| {
+        json!({
+            "items": c.items.iter().map(|i| json!({"product_id": i.product_id, "category": i.category})).collect::<Vec<_>>(),
+            "last_added_at": at(c.last_added_at),
+            "from_event": c.last_added_event,
+            "reminded": c.nudged,
+        })
+    });
+    let timers: Vec<Value> = pending_timers(s, policy)
+        .into_iter()
+        .map(|t| json!({ "kind": t.kind, "due": at(t.due), "about": t.about }))
+        .collect();
+    json!({
+        "customer_id": customer_id,
+        "known": true,
+        "first_seen": s.first_seen.map(at),
+        "last_seen": s.last_event_at.map(at),
+        "visits": s.visits,
+        "consent": consent,
+        "preferences": {
+            "provenance": "stated",
+            "suggestions": match p.suggestions_enabled { Some(true) => "on", Some(false) => "off", None => "on (default)" },
+            "excluded_categories": p.excluded_categories,
+            "private_categories": p.private_categories,
+            "disabled_kinds": p.disabled_kinds.iter().map(|k| k.as_str()).collect::<Vec<_>>(),
+            "disabled_channels": p.disabled_channels.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
+            "time_zone": p.time_zone,
+        },
+        "interests": interests,
+        "purchases": purchases,
+        "cart": cart,
+        "gift_mode": s.gift_mode.as_ref().map(|g| json!({
+            "recipient_id": g.recipient_id, "until": g.until.map(at),
+            "for_session": g.session_id,
+        })),
+        "recipients": recipients,
+        "follows": s.follows.iter().map(|f| json!({"subject": f, "provenance": "stated"})).collect::<Vec<_>>(),
+        "session_only": session,
+        "contact_history": s.history.iter().map(|h| json!({
+            "kind": h.kind.as_str(), "channel": h.channel.as_str(), "at": at(h.at),
+        })).collect::<Vec<_>>(),
+        "backoff": s.backoff.iter().map(|b| json!({
+            "kind": b.kind.as_str(), "dismissals": b.dismissals, "until": at(b.until),
+        })).collect::<Vec<_>>(),
+        "pending_timers": timers,
+        "state": s,
+    })
+}
+
+/// Reads and explains one customer: `Ok(None)` when nothing is held.
+pub fn lookup<S: StateStore + ?Sized>(
+    store: &S,
+    customer_id: &str,
+    policy: &Policy,
+) -> Result<Option<Value>, String> {
+    let raw = store
+        .multi_get(&[customer_id.as_bytes()])
+        .map_err(|e| e.to_string())?
+        .pop()
+        .flatten();
+    let Some(bytes) = raw else {
+        return Ok(None);
+    };
+    let state = decode_state(&bytes).map_err(|e| e.to_string())?;
+    Ok(Some(explain(customer_id, Some(&state), policy)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tact_core::state::{CategoryInterest, ConsentRecord};
+    use tact_core::Purpose;
+
+    #[test]
+    fn every_item_says_where_it_came_from() {
+        let mut s = CustomerState::default();
+        s.preferences.stated_interests = vec!["books".into()];
+        s.preferences.survey_answers = vec![("genre".into(), "crime".into())];
+        s.interests = vec![CategoryInterest {
+            category: "shoes".into(),
+            views: 3,
+            last_viewed_at: Timestamp(1_772_445_600_000),
+            recent_products: vec!["boot-1".into()],
+            evidence: vec!["e9".into(), "e4".into()],
+        }];
+        s.consents = vec![ConsentRecord {
+            purpose: Purpose::Personalization,
+            channel: None,
+            granted: true,
+            source: "consent_banner".into(),
+            at: Timestamp(1_772_445_600_000),
+            expires_at: None,
+        }];
+        let v = explain("c1", Some(&s), &Policy::default());
+        let interests = v["interests"].as_array().expect("interests");
+        assert_eq!(interests[0]["provenance"], "stated");
+        assert_eq!(interests[1]["provenance"], "surveyed");
+        assert_eq!(interests[2]["provenance"], "inferred");
+        assert_eq!(interests[2]["from_events"], json!(["e9", "e4"]));
+        assert_eq!(v["consent"][0]["source"], "consent_banner");
+        assert_eq!(v["consent"][0]["at"], "2026-03-02T10:00:00.000Z");
+        assert_eq!(v["pending_timers"][0]["kind"], "interest_retention");
+        assert_eq!(
+            explain("c2", None, &Policy::default())["known"],
+            json!(false)
+        );
+    }
+}
