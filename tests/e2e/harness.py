@@ -752,7 +752,7 @@ def tact_inspect(state_dir: Path | str, customer_id: str, *, tact_bin: Path | No
 
 
 def base_config(bootstrap: str, topics: dict[str, str], group_id: str, state_dir: Path,
-                http_port: int) -> dict:
+                http_port: int, admin_port: int = 0) -> dict:
     """A complete config per the contract (explicit values for everything the tests rely on)."""
     return {
         "kafka": {
@@ -768,7 +768,7 @@ def base_config(bootstrap: str, topics: dict[str, str], group_id: str, state_dir
         "output": {"format": "single_object"},
         "state": {"dir": str(state_dir)},
         "pipeline": {"batch_max_events": 1000, "batch_max_wait_ms": 100, "shutdown_deadline_ms": 10000},
-        "http": {"listen": f"127.0.0.1:{http_port}"},
+        "http": {"listen": f"127.0.0.1:{http_port}", "admin_listen": f"127.0.0.1:{admin_port}"},
         "policy": {"version": "default-1", "session_gap_minutes": 30, "consent_regime": "opt_in",
                    "decision_ttl_minutes": 30, "recommendation": {"min_category_views": 3}},
     }
@@ -784,6 +784,7 @@ def topic_set(prefix: str = "e2e") -> dict[str, str]:
         "suppressed": f"{prefix}-{tag}-decisions-suppressed",
         "dead_letter": f"{prefix}-{tag}-dead-letter",
         "erasure_receipts": f"{prefix}-{tag}-erasure-receipts",
+        "catalog": f"{prefix}-{tag}-catalog",
     }
 
 
@@ -807,13 +808,14 @@ class TactProcess:
         self.log_path = self.workdir / f"{name}.log"
         self.proc: subprocess.Popen | None = None
         self.http_port = 0
+        self.admin_port = 0
         self.starts = 0
         self.exit_codes: list[int] = []
 
     # ---- lifecycle
     def config(self) -> dict:
         return deep_merge(base_config(self.bootstrap, self.topics, self.group_id, self.state_dir,
-                                      self.http_port), self.overrides)
+                                      self.http_port, self.admin_port), self.overrides)
 
     def write_config(self) -> Path:
         self.config_path.write_text(dump_toml(self.config()))
@@ -822,6 +824,7 @@ class TactProcess:
     def start(self, wait_ready: bool = True, timeout: float = 90) -> "TactProcess":
         assert not self.alive(), "already running"
         self.http_port = free_port()  # fresh each start: never wait for a dead process's socket
+        self.admin_port = free_port()
         self.write_config()
         self.proc = _spawn([str(self.tact_bin), "run", "--config", str(self.config_path)], self.log_path,
                            env=tact_env(self.env), cwd=self.workdir)
@@ -881,6 +884,15 @@ class TactProcess:
     # ---- HTTP
     def http_get(self, path: str, timeout: float = 5) -> tuple[int, str]:
         url = f"http://127.0.0.1:{self.http_port}{path}"
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as resp:
+                return resp.status, resp.read().decode("utf-8", "replace")
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode("utf-8", "replace")
+
+    def admin_get(self, path: str, timeout: float = 5) -> tuple[int, str]:
+        """GET on the read-only admin endpoint (``http.admin_listen``)."""
+        url = f"http://127.0.0.1:{self.admin_port}{path}"
         try:
             with urllib.request.urlopen(url, timeout=timeout) as resp:
                 return resp.status, resp.read().decode("utf-8", "replace")

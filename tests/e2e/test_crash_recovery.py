@@ -276,3 +276,105 @@ def test_sigkill_at_random_moments_loses_nothing_and_applies_nothing_twice(tact,
     assert not diffs, (f"{len(diffs)} customers' stored state differs after crashes, e.g. {diffs[0][0]}:\n"
                        f"A: {diffs[0][1]}\nB: {diffs[0][2]}")
     assert b_metrics.value("tact_delivery_errors_total") == 0
+
+
+def profile_commands(customers: list[str], events: list[dict], rng: random.Random) -> list[dict]:
+    """Commands spread over the customers' own activity: consent toggles, exclusions, private
+    categories, suggestions off, gift mode with a recipient, follows. Each lands between that
+    customer's events in event time."""
+    by_customer: dict[str, list[int]] = {}
+    for ev in events:
+        by_customer.setdefault(ev["customer_id"], []).append(ev["event_time"])
+    cats = sorted(CATALOG)
+    out = []
+    for cid in customers:
+        times = by_customer.get(cid, [])
+        if len(times) < 10:
+            continue
+        picks = sorted(rng.sample(times[1:-1], 5))
+        bodies = [
+            ("SetConsent", {"purpose": "PERSONALIZATION", "channel": None, "granted": rng.random() < 0.7,
+                            "source": "account_settings", "expires_at": None}),
+            ("SetPreferences", {"excluded_categories": [rng.choice(cats)],
+                                "private_categories": [rng.choice(cats)] if rng.random() < 0.3 else [],
+                                "suggestions_enabled": rng.random() < 0.8}),
+            ("UpsertRecipient", {"recipient_id": "kid", "name": "Kid", "birthday": "06-01",
+                                 "interests": ["toys"]}),
+            ("SetGiftMode", {"enabled": True, "recipient_id": "kid", "until": picks[3] + 45 * MIN}),
+            ("Follow", {"subject": rng.choice(["brickworks", "tinkertoys"]), "follow": True}),
+        ]
+        for i, (t, (name, body)) in enumerate(zip(picks, bodies)):
+            # 1 ms before an event: a distinct time, so event-time order is unambiguous
+            out.append({"command_id": f"{cid}-k{i}", "customer_id": cid, "issued_at": t - 1,
+                        "command": (name, body)})
+    return out
+
+
+def test_commands_and_events_in_flight_apply_in_order_across_sigkills(tact, broker):
+    """Commands interleaved with each customer's events (in event time), everything in the topics
+    before tact starts; B is SIGKILLed at random moments while it works through it. B must end with
+    A's decisions, audit records and stored state for every customer."""
+    rng = random.Random(SEED + 1)
+    tag = unique("inflight")
+    customers, consents, events = generate(tag, rng, now_ms())
+    commands = consents + profile_commands(customers, events, rng)
+    inputs = topic_set("inflight-in")
+    topics_a = {**inputs, **{k: v.replace("inflight-in", "inflight-A") for k, v in inputs.items()
+                             if k in ("decisions", "suppressed", "dead_letter", "erasure_receipts")}}
+    topics_b = {**inputs, **{k: v.replace("inflight-in", "inflight-B") for k, v in inputs.items()
+                             if k in ("decisions", "suppressed", "dead_letter", "erasure_receipts")}}
+    broker.create_topics(sorted(set(topics_a.values()) | set(topics_b.values())), partitions=PARTITIONS)
+    producer = InputProducer(broker.bootstrap)
+    producer.send_commands(inputs["profile_commands"], commands, fmt="json")
+    for ev in events:
+        producer.send(inputs["clickstream"], ev["customer_id"], encode_click(ev))
+    producer.flush(60)
+    ends = {t: producer.end_offsets(inputs[t]) for t in ("clickstream", "profile_commands")}
+    # A long interleave wait: a lane that runs dry waits for the broker's next fetch, so both runs
+    # see the same event-time order however their fetches are cut.
+    cfg = {"pipeline": {"batch_max_events": 100, "batch_max_wait_ms": 50, "idle_timer_wall_clock_ms": 0},
+           "input": {"interleave_wait_ms": 2000}}
+    a = tact(topics_a, overrides=cfg, name="tact-A", group_id=f"{tag}-A")
+    b = tact(topics_b, overrides=cfg, name="tact-B", group_id=f"{tag}-B")
+    a.start()
+    b.start()
+
+    kills = []
+    for _ in range(rng.randint(4, 6)):
+        if not b.alive():
+            b.start()
+        try:
+            wait_until(lambda: b.metrics().value("tact_events_consumed_total", topic="clickstream") > 0, 30, 0.02, "")
+        except TimeoutError:
+            break
+        time.sleep(rng.uniform(0.0, 0.6))
+        if _done(b, broker.bootstrap, inputs, ends):
+            break
+        b.kill()
+        kills.append(sum(max(v, 0) for v in committed_offsets(
+            broker.bootstrap, b.group_id, inputs["clickstream"], range(PARTITIONS)).values()))
+    print(f"seed {SEED + 1}: {len(events)} clicks, {len(commands)} commands; committed at each kill: {kills}")
+    assert len([k for k in kills if k < len(events)]) >= 2, f"too few kills landed mid-stream: {kills}"
+    if not b.alive():
+        b.start()
+    for p in (a, b):
+        wait_until(lambda p=p: _done(p, broker.bootstrap, inputs, ends), 180, 0.3,
+                   lambda p=p: f"{p.name} did not finish: {p.diagnostics()}")
+        assert p.stop() == 0
+
+    for topic, schema, id_field in (("decisions", "Decision", "decision_id"),
+                                    ("suppressed", "SuppressedCandidate", "candidate_id")):
+        ra = decode_records(schema, read_topic(broker.bootstrap, topics_a[topic], timeout=60))
+        rb = decode_records(schema, read_topic(broker.bootstrap, topics_b[topic], timeout=60))
+        assert len(ra) >= 10, f"run A made too few {topic} to compare: {len(ra)}"
+        by_a = {d[id_field]: d for _, d in ra}
+        ids_b = {d[id_field] for _, d in rb}
+        assert ids_b == set(by_a), (f"{topic}: B differs from A: missing {sorted(set(by_a) - ids_b)[:3]}, "
+                                    f"extra {sorted(ids_b - set(by_a))[:3]}")
+        assert all(d == by_a[d[id_field]] for _, d in rb), f"{topic}: a re-sent id carries other content"
+    diffs = [cid for cid in customers if tact_inspect(a.state_dir, cid) != tact_inspect(b.state_dir, cid)]
+    assert not diffs, f"{len(diffs)} customers' state differs after crashes, e.g. {diffs[0]}"
+    # The commands really took effect (else the comparison proves little).
+    states = [tact_inspect(a.state_dir, c) for c in customers]
+    assert sum(1 for s in states if s and s["preferences"]["excluded_categories"]) >= len(customers) // 2
+    assert sum(1 for s in states if s and s["follows"]) >= len(customers) // 2

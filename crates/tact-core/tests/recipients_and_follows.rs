@@ -268,6 +268,11 @@ fn a_new_release_reaches_followers_with_marketing_consent_only() {
         again.decisions[0].decision_id, out.decisions[0].decision_id,
         "a re-read release yields the same id"
     );
+    let other = apply_release(&mut follower.clone(), "c2", &release, &rules);
+    assert_ne!(
+        other.decisions[0].decision_id, out.decisions[0].decision_id,
+        "each follower's decision has an id of its own"
+    );
 
     let mut no_consent = CustomerState::default();
     follow(&mut no_consent, true);

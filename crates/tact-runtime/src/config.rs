@@ -367,7 +367,7 @@ impl RawConfig {
         if let (Some(a), Ok(l)) = (admin, &listen) {
             require(
                 &mut p,
-                a != *l,
+                a != *l || a.port() == 0,
                 "http.admin_listen: must differ from http.listen",
             );
         }

@@ -140,6 +140,7 @@ enum Work {
 struct Slot {
     state: CustomerState,
     changed: bool,
+    /// Erased, or a category made private: deleted values must leave the files after commit.
     erased: bool,
     /// The input partition this customer's records arrive on (their timers live there).
     partition: Option<i32>,
@@ -417,6 +418,14 @@ impl<S: StateStore> Engine<S> {
                     );
                     let mut before = matches!(cmd.body, CommandBody::Erase { .. })
                         .then(|| slot.state.erasure_report());
+                    // A category newly made private: its traces are deleted now and purged from
+                    // the files after the commit, like an erasure of just that part.
+                    if let CommandBody::SetPreferences(update) = &cmd.body {
+                        let held = &slot.state.preferences.private_categories;
+                        if update.private_categories.iter().any(|c| !held.contains(c)) {
+                            slot.erased = true;
+                        }
+                    }
                     if apply_command(&mut slot.state, cmd, rules) == CommandEffect::Erase {
                         // What was decided about the customer and not yet sent goes too.
                         let key = cmd.customer_id.as_bytes();

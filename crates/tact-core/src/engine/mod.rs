@@ -927,7 +927,9 @@ fn gate(
             }
         }
     }
+    // The customer is part of the id: a cause can be shared (a release, a timer's name).
     let parts = [
+        customer_id,
         cause,
         c.kind.as_str(),
         c.channel.as_str(),
