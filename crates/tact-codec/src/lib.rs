@@ -14,8 +14,7 @@ mod state;
 
 pub use input::{
     decode_click, decode_command, decode_release, encode_click, encode_command, encode_release,
-    DecodeError, ErrorClass,
-    InputFormat,
+    DecodeError, ErrorClass, InputFormat,
 };
 pub use output::{
     decode_decision, decode_suppressed, DeadLetter, DecodedDecision, DecodedSuppressed, Encoder,

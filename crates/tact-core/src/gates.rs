@@ -153,7 +153,13 @@ pub fn customer_zone(state: &CustomerState, policy: &Policy) -> chrono_tz::Tz {
         .time_zone
         .as_deref()
         .and_then(|z| z.parse::<chrono_tz::Tz>().ok())
-        .or_else(|| policy.quiet_hours.default_time_zone.parse::<chrono_tz::Tz>().ok())
+        .or_else(|| {
+            policy
+                .quiet_hours
+                .default_time_zone
+                .parse::<chrono_tz::Tz>()
+                .ok()
+        })
         .unwrap_or(chrono_tz::UTC)
 }
 

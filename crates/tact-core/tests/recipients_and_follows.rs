@@ -93,14 +93,26 @@ fn gift_mode(state: &mut CustomerState, at: i64, rules: &Rules) {
 }
 
 fn view(state: &mut CustomerState, n: u32, at: i64, product: &str, cat: &str, rules: &Rules) {
-    let mut ev = ClickEvent::new(&format!("e{n}"), "c1", "s1", Timestamp(at), EventKind::ProductView);
+    let mut ev = ClickEvent::new(
+        &format!("e{n}"),
+        "c1",
+        "s1",
+        Timestamp(at),
+        EventKind::ProductView,
+    );
     ev.product_id = Some(product.into());
     ev.category = Some(cat.into());
     apply_event(state, &ev, rules);
 }
 
 fn buy(state: &mut CustomerState, n: u32, at: i64, product: &str, rules: &Rules) {
-    let mut ev = ClickEvent::new(&format!("e{n}"), "c1", "s1", Timestamp(at), EventKind::Purchase);
+    let mut ev = ClickEvent::new(
+        &format!("e{n}"),
+        "c1",
+        "s1",
+        Timestamp(at),
+        EventKind::Purchase,
+    );
     ev.items = vec![Item {
         product_id: product.into(),
         category: None,
@@ -136,7 +148,11 @@ fn a_gift_bought_in_gift_mode_is_listed_under_the_recipient_and_not_the_buyer() 
     view(&mut state, 1, T0 + 2000, "lego-1", "toys", &rules);
     buy(&mut state, 2, T0 + 3000, "lego-1", &rules);
 
-    assert!(state.interests.is_empty(), "gift shopping fed the buyer: {:?}", state.interests);
+    assert!(
+        state.interests.is_empty(),
+        "gift shopping fed the buyer: {:?}",
+        state.interests
+    );
     assert!(state.purchases.is_empty());
     let mia = &state.recipients[0];
     assert_eq!(mia.gifts.len(), 1);
@@ -200,7 +216,9 @@ fn a_birthday_reminder_goes_once_days_before_with_ideas_not_already_given() {
     assert_eq!(r.created_at, Timestamp(due));
     assert_eq!(r.channel, Channel::Email);
     assert_eq!(r.items, vec!["lego-2".to_owned(), "kite".to_owned()]);
-    assert!(r.reasons[0].detail.contains("Mia's birthday is on March 20"));
+    assert!(r.reasons[0]
+        .detail
+        .contains("Mia's birthday is on March 20"));
     // Next year's reminder is scheduled; this year's never comes again.
     let next = next_due(&state, &rules.policy).expect("next year");
     assert!(next.millis() > T0 + 300 * DAY, "{next:?}");
@@ -227,7 +245,10 @@ fn a_birthday_already_passed_this_year_is_reminded_next_year() {
     add_recipient(&mut state, T0, "01-10", &rules);
     let due = next_due(&state, &rules.policy).expect("scheduled");
     let when = chrono::DateTime::from_timestamp_millis(due.millis()).expect("time");
-    assert_eq!(when.format("%Y-%m-%d %H:%M").to_string(), "2027-01-03 10:00");
+    assert_eq!(
+        when.format("%Y-%m-%d %H:%M").to_string(),
+        "2027-01-03 10:00"
+    );
 }
 
 #[test]
@@ -285,7 +306,11 @@ fn a_new_release_reaches_followers_with_marketing_consent_only() {
     follow(&mut unfollowed, true);
     follow(&mut unfollowed, false);
     let out = apply_release(&mut unfollowed, "c1", &release, &rules);
-    assert_eq!(out, Outcome::default(), "someone who unfollowed hears nothing");
+    assert_eq!(
+        out,
+        Outcome::default(),
+        "someone who unfollowed hears nothing"
+    );
 }
 
 #[test]

@@ -77,11 +77,7 @@ impl Interleaver {
 
     /// Everything that may go now, in the order to apply it. `time_of` decodes a record's event
     /// time (called at most once per record, and only when two heads compete).
-    pub fn release(
-        &mut self,
-        now: Instant,
-        time_of: &mut dyn FnMut(&Input) -> i64,
-    ) -> Vec<Input> {
+    pub fn release(&mut self, now: Instant, time_of: &mut dyn FnMut(&Input) -> i64) -> Vec<Input> {
         let mut out = Vec::new();
         let mut partitions: Vec<i32> = self.lanes.keys().copied().collect();
         partitions.sort_unstable();
@@ -179,7 +175,9 @@ mod tests {
             [(Source::Clickstream, 0), (Source::ProfileCommands, 0)]
         );
         assert_eq!(il.held(), 2);
-        assert!(il.release(t + Duration::from_millis(49), &mut time_of).is_empty());
+        assert!(il
+            .release(t + Duration::from_millis(49), &mut time_of)
+            .is_empty());
         let later = il.release(t + Duration::from_millis(50), &mut time_of);
         assert_eq!(
             order(&later),

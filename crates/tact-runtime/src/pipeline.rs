@@ -4,8 +4,8 @@
 
 use crate::config::Settings;
 use crate::engine::{Engine, Processed};
-use crate::interleave::Interleaver;
 pub use crate::engine::{Input, PipelineError, RunSummary, Source};
+use crate::interleave::Interleaver;
 use crate::outbox::OutboxRecord;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -206,14 +206,17 @@ impl<S: StateStore> Pipeline<S> {
             let ready = self
                 .interleaver
                 .release(now, &mut |input| event_time(input, settings));
-            self.metrics.interleave_held.set(self.interleaver.held() as i64);
+            self.metrics
+                .interleave_held
+                .set(self.interleaver.held() as i64);
             self.poll_releases()?;
             if !ready.is_empty() {
                 self.process(ready)?;
-            } else if self.interleaver.held() == 0 && self
-                .settings
-                .idle_timer_wall_clock
-                .is_some_and(|idle| self.last_input.elapsed() >= idle)
+            } else if self.interleaver.held() == 0
+                && self
+                    .settings
+                    .idle_timer_wall_clock
+                    .is_some_and(|idle| self.last_input.elapsed() >= idle)
             {
                 self.fire_wall_clock_timers()?;
             }
@@ -249,9 +252,9 @@ impl<S: StateStore> Pipeline<S> {
             tpl.add_partition_offset(&topic, p, from)
                 .map_err(|e| PipelineError::Setup(format!("cannot assign {topic}/{p}: {e}")))?;
         }
-        self.catalog
-            .assign(&tpl)
-            .map_err(|e| PipelineError::Setup(format!("cannot read the catalog topic {topic}: {e}")))
+        self.catalog.assign(&tpl).map_err(|e| {
+            PipelineError::Setup(format!("cannot read the catalog topic {topic}: {e}"))
+        })
     }
 
     /// Announces new releases: each catalog record, page by page of followers, every page one
@@ -535,10 +538,8 @@ fn event_time(input: &Input, settings: &Settings) -> i64 {
     let bytes = input.value.as_deref().unwrap_or_default();
     let max = settings.max_message_bytes;
     match input.source {
-        Source::Clickstream => {
-            tact_codec::decode_click(bytes, settings.clickstream_format, max)
-                .map(|e| e.event_time.millis())
-        }
+        Source::Clickstream => tact_codec::decode_click(bytes, settings.clickstream_format, max)
+            .map(|e| e.event_time.millis()),
         Source::ProfileCommands => {
             tact_codec::decode_command(bytes, settings.profile_commands_format, max)
                 .map(|c| c.issued_at.millis())

@@ -35,7 +35,10 @@ pub fn index_scans_return_one_prefix_in_key_order_after_a_cursor(s: &dyn StateSt
         keys(s.index_scan(b"fa/", Some(b"fa/1"), 1).expect("scan")),
         ["fa/2"]
     );
-    assert!(s.index_scan(b"fa/", Some(b"fa/3"), 10).expect("scan").is_empty());
+    assert!(s
+        .index_scan(b"fa/", Some(b"fa/3"), 10)
+        .expect("scan")
+        .is_empty());
     s.commit(&Commit {
         index_deletes: vec![b"fa/2".to_vec()],
         ..Commit::default()

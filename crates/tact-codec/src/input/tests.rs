@@ -249,7 +249,13 @@ fn a_release_round_trips_in_every_format_and_bad_fields_are_named() {
 
 #[test]
 fn a_recipient_birthday_that_is_no_date_is_refused() {
-    for (birthday, ok) in [("02-29", true), ("2019-12-31", true), ("13-01", false), ("2-3", false), ("tomorrow", false)] {
+    for (birthday, ok) in [
+        ("02-29", true),
+        ("2019-12-31", true),
+        ("13-01", false),
+        ("2-3", false),
+        ("tomorrow", false),
+    ] {
         let json = format!(
             r#"{{"command_id":"k","customer_id":"c","issued_at":1772445600000,"command":{{"UpsertRecipient":{{"recipient_id":"r","name":"Mia","birthday":"{birthday}"}}}}}}"#
         );

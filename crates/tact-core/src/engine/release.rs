@@ -48,7 +48,10 @@ pub fn apply_release(
         items,
         reasons: vec![Reason::new(
             "followed_subject",
-            format!("new from {}, which you follow: {}", release.subject, release.title),
+            format!(
+                "new from {}, which you follow: {}",
+                release.subject, release.title
+            ),
         )],
         evidence: Evidence::Stated,
         categories,

@@ -65,10 +65,10 @@ fn birthday_reminder(
         let remind = date - chrono::Duration::days(i64::from(policy.reminders.days_before));
         let local = remind.and_hms_opt(minutes / 60, minutes % 60, 0)?;
         // A send time inside a daylight-saving gap moves to the first valid instant after it.
-        let at = zone
-            .from_local_datetime(&local)
-            .earliest()
-            .or_else(|| zone.from_local_datetime(&(local + chrono::Duration::hours(1))).earliest())?;
+        let at = zone.from_local_datetime(&local).earliest().or_else(|| {
+            zone.from_local_datetime(&(local + chrono::Duration::hours(1)))
+                .earliest()
+        })?;
         let after = zone
             .from_local_datetime(&date.succ_opt()?.and_hms_opt(0, 0, 0)?)
             .earliest()?;
@@ -357,7 +357,11 @@ fn birthday_reminders(
         if !items.is_empty() {
             reasons.push(Reason::new(
                 "recipient_interests",
-                format!("ideas from what {} likes: {}", r.name, categories.join(", ")),
+                format!(
+                    "ideas from what {} likes: {}",
+                    r.name,
+                    categories.join(", ")
+                ),
             ));
         }
         let candidate = Candidate {
@@ -372,6 +376,15 @@ fn birthday_reminders(
             in_session: false,
         };
         let cause = format!("birthday:{}:{year}", r.recipient_id);
-        gate(state, candidate, customer_id, None, &cause, now, policy, out);
+        gate(
+            state,
+            candidate,
+            customer_id,
+            None,
+            &cause,
+            now,
+            policy,
+            out,
+        );
     }
 }

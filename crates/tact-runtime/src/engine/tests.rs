@@ -435,7 +435,18 @@ fn a_release_reaches_each_consenting_follower_once_across_partitions() {
     push(1, follow("c0000", false));
     expected.retain(|c| c != "c0000");
     // Someone who follows another subject only.
-    push(2, command("g", "zed", 0, CommandBody::Follow { subject: "other".into(), follow: true }));
+    push(
+        2,
+        command(
+            "g",
+            "zed",
+            0,
+            CommandBody::Follow {
+                subject: "other".into(),
+                follow: true,
+            },
+        ),
+    );
     push(2, marketing("zed"));
     e.process(batch, vec![]).expect("commands");
 
@@ -456,7 +467,10 @@ fn a_release_reaches_each_consenting_follower_once_across_partitions() {
     expected.sort();
     assert_eq!(reached, expected);
     let (again, done) = e.process_release(&r, vec![]).expect("re-read");
-    assert!(done && again.records.is_empty(), "an applied release is skipped");
+    assert!(
+        done && again.records.is_empty(),
+        "an applied release is skipped"
+    );
 }
 
 /// A crash between two pages of one release: the restarted engine resumes after the last page
@@ -473,7 +487,15 @@ fn a_release_interrupted_between_pages_resumes_where_it_stopped() {
         batch.push(input(
             Source::ProfileCommands,
             2 * i,
-            command("f", &c, 0, CommandBody::Follow { subject: "brickworks".into(), follow: true }),
+            command(
+                "f",
+                &c,
+                0,
+                CommandBody::Follow {
+                    subject: "brickworks".into(),
+                    follow: true,
+                },
+            ),
         ));
         batch.push(input(
             Source::ProfileCommands,
@@ -534,5 +556,10 @@ fn erase_drops_the_customers_unsent_records() {
     assert_eq!(dropped, pending, "every earlier record about c1 is dropped");
     assert_eq!(processed.records.len(), 1, "only the receipt goes out");
     assert_eq!(processed.records[0].1.topic, "tact-erasure-receipts");
-    assert!(e.store().pending_outbox().expect("outbox").iter().all(|(s, _)| !pending.contains(s)));
+    assert!(e
+        .store()
+        .pending_outbox()
+        .expect("outbox")
+        .iter()
+        .all(|(s, _)| !pending.contains(s)));
 }
