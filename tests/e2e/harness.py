@@ -751,6 +751,17 @@ def tact_inspect(state_dir: Path | str, customer_id: str, *, tact_bin: Path | No
         raise AssertionError(f"tact inspect printed no JSON ({exc}): {res.stdout[-2000:]!r}") from exc
 
 
+def files_containing(root: Path | str, needle: bytes) -> list[str]:
+    """Every file under ``root`` whose raw bytes contain ``needle`` (proof of erasure)."""
+    hits = []
+    for dirpath, _, files in os.walk(root):
+        for f in files:
+            p = Path(dirpath) / f
+            if needle in p.read_bytes():
+                hits.append(str(p))
+    return hits
+
+
 def base_config(bootstrap: str, topics: dict[str, str], group_id: str, state_dir: Path,
                 http_port: int, admin_port: int = 0) -> dict:
     """A complete config per the contract (explicit values for everything the tests rely on)."""

@@ -11,12 +11,11 @@ birthday reminders) move with event time only and every run is the same.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 
-from harness import (InputProducer, click, decode_records, dump_toml, read_topic, set_consent,
+from harness import (InputProducer, click, decode_records, dump_toml, files_containing, read_topic, set_consent,
                      tact_inspect, topic_set, unique, wait_until)
 
 pytestmark = pytest.mark.timeout(300)
@@ -134,16 +133,6 @@ def test_an_exclusion_beats_an_inferred_interest_and_suggestions_off_silences_re
     assert s.tact.stop() == 0
 
 
-def _files_containing(root: Path, needle: bytes) -> list[str]:
-    hits = []
-    for dirpath, _, files in os.walk(root):
-        for f in files:
-            p = Path(dirpath) / f
-            if needle in p.read_bytes():
-                hits.append(str(p))
-    return hits
-
-
 def test_a_private_category_is_gone_from_inspect_and_from_the_state_files(tact, broker, tmp_path):
     s = Story(tact, broker, tmp_path)
     s.start()
@@ -172,8 +161,8 @@ def test_a_private_category_is_gone_from_inspect_and_from_the_state_files(tact, 
     after = tact_inspect(s.tact.state_dir, cid)
     assert after is not None and "bag-" not in json.dumps(after)
     for product in ("bag-1", "bag-2", "bag-3"):
-        assert _files_containing(s.tact.state_dir, product.encode()) == [], product
-    assert _files_containing(s.tact.state_dir, b"shoe-3"), "the scan does see what the store keeps"
+        assert files_containing(s.tact.state_dir, product.encode()) == [], product
+    assert files_containing(s.tact.state_dir, b"shoe-3"), "the scan does see what the store keeps"
 
 
 def test_a_gift_bought_in_gift_mode_is_listed_under_the_recipient_and_leaves_recommendations_alone(tact, broker, tmp_path):

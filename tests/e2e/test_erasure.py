@@ -8,14 +8,11 @@ against the shipped schemas/erasure_receipt.avsc.
 
 from __future__ import annotations
 
-import os
-import time
 import uuid
-from pathlib import Path
 
 import pytest
 
-from harness import (click, decode_single_object, now_ms, read_topic, set_consent, tact_inspect,
+from harness import (click, decode_single_object, files_containing, now_ms, read_topic, set_consent, tact_inspect,
                      topic_set)
 
 pytestmark = pytest.mark.timeout(240)
@@ -23,16 +20,6 @@ pytestmark = pytest.mark.timeout(240)
 MIN = 60_000
 ERASED = "erase-me-7f3e21c9"
 KEPT = "keep-me-0b5d44aa"
-
-
-def _files_containing(root: Path, needle: bytes) -> list[str]:
-    hits = []
-    for dirpath, _, files in os.walk(root):
-        for f in files:
-            p = Path(dirpath) / f
-            if needle in p.read_bytes():
-                hits.append(str(p))
-    return hits
 
 
 def test_erase_removes_every_trace_emits_a_receipt_and_a_later_event_starts_afresh(tact, broker, producer):
@@ -84,9 +71,9 @@ def test_erase_removes_every_trace_emits_a_receipt_and_a_later_event_starts_afre
     assert tact_inspect(p.state_dir, ERASED) is None
     kept = tact_inspect(p.state_dir, KEPT)
     assert kept and kept["state"]["interests"], "the other customer is untouched"
-    assert _files_containing(p.state_dir, ERASED.encode()) == []
-    assert _files_containing(p.state_dir, f"shoe-{ERASED}".encode()) == []
-    assert _files_containing(p.state_dir, KEPT.encode()), "the scan does see what the store keeps"
+    assert files_containing(p.state_dir, ERASED.encode()) == []
+    assert files_containing(p.state_dir, f"shoe-{ERASED}".encode()) == []
+    assert files_containing(p.state_dir, KEPT.encode()), "the scan does see what the store keeps"
 
     # A later event starts a fresh profile: nothing of the old one comes back.
     p.start()

@@ -141,7 +141,7 @@ struct Slot {
     state: CustomerState,
     changed: bool,
     /// Erased, or a category made private: deleted values must leave the files after commit.
-    erased: bool,
+    purge: bool,
     /// The input partition this customer's records arrive on (their timers live there).
     partition: Option<i32>,
     /// The stored state's timer index time, so a changed state moves its index entry.
@@ -423,7 +423,7 @@ impl<S: StateStore> Engine<S> {
                     if let CommandBody::SetPreferences(update) = &cmd.body {
                         let held = &slot.state.preferences.private_categories;
                         if update.private_categories.iter().any(|c| !held.contains(c)) {
-                            slot.erased = true;
+                            slot.purge = true;
                         }
                     }
                     if apply_command(&mut slot.state, cmd, rules) == CommandEffect::Erase {
@@ -445,7 +445,7 @@ impl<S: StateStore> Engine<S> {
                         if let Some(report) = before.as_mut() {
                             report.pending_outputs = u32::try_from(gone).unwrap_or(u32::MAX);
                         }
-                        slot.erased = true;
+                        slot.purge = true;
                         self.metrics.erasures.inc();
                         let erased_at = now_ms();
                         self.metrics
@@ -814,7 +814,7 @@ impl<S: StateStore> Engine<S> {
                 Slot {
                     state,
                     changed: false,
-                    erased: false,
+                    purge: false,
                     partition: None,
                     due_before,
                     follows_before,
@@ -851,7 +851,7 @@ impl<S: StateStore> Engine<S> {
         scan: TimerScan,
     ) -> Result<Vec<u64>, PipelineError> {
         commit.timer_deletes.extend(scan.stale);
-        let mut erased_keys = Vec::new();
+        let mut purge_keys = Vec::new();
         for (id, slot) in slots {
             if !slot.changed {
                 continue;
@@ -899,8 +899,8 @@ impl<S: StateStore> Engine<S> {
                     }
                 }
             }
-            if slot.erased {
-                erased_keys.push(key.clone());
+            if slot.purge {
+                purge_keys.push(key.clone());
             }
             if slot.state.is_empty() {
                 commit.state_deletes.push(key);
@@ -908,7 +908,7 @@ impl<S: StateStore> Engine<S> {
                 commit.state_puts.push((key, encode_state(&slot.state)));
             }
         }
-        if !erased_keys.is_empty() {
+        if !purge_keys.is_empty() {
             // Set with the erasure, cleared after the purge: a crash in between re-runs it.
             commit.meta_puts.push((PURGE_PENDING.to_owned(), 1));
         }
@@ -918,8 +918,8 @@ impl<S: StateStore> Engine<S> {
             }
         }
         let seqs = self.commit_records(commit, out)?;
-        if !erased_keys.is_empty() {
-            for key in &erased_keys {
+        if !purge_keys.is_empty() {
+            for key in &purge_keys {
                 // Deleted values stay in files and the write-ahead log until compaction.
                 self.store.purge(Some(key))?;
             }

@@ -11,38 +11,12 @@ use tact_codec::decode_state;
 use tact_core::{pending_timers, CustomerState, Policy, Timestamp};
 use tact_store::StateStore;
 
+/// RFC 3339 UTC (milliseconds when out of range).
 fn at(t: Timestamp) -> Value {
-    match chrono_like(t) {
-        Some(s) => json!(s),
-        None => json!(t.millis()),
-    }
-}
-
-/// RFC 3339 UTC, without pulling a date crate into the runtime.
-fn chrono_like(t: Timestamp) -> Option<String> {
-    let ms = t.millis();
-    let days = ms.div_euclid(86_400_000);
-    let rem = ms.rem_euclid(86_400_000);
-    // Civil-from-days (Howard Hinnant's algorithm), proleptic Gregorian.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    if !(0..=9999).contains(&y) {
-        return None;
-    }
-    Some(format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3_600_000,
-        rem / 60_000 % 60,
-        rem / 1000 % 60,
-        rem % 1000
-    ))
+    chrono::DateTime::from_timestamp_millis(t.millis()).map_or_else(
+        || json!(t.millis()),
+        |d| json!(d.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()),
+    )
 }
 
 /// The explained view of `state` (`None`: nothing is held).

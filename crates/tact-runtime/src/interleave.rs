@@ -114,15 +114,6 @@ impl Interleaver {
         }
         out
     }
-
-    /// When the oldest held record may go without its partner (for the poll timeout).
-    pub fn next_release(&self) -> Option<Instant> {
-        self.lanes
-            .values()
-            .flat_map(|l| l.clicks.front().into_iter().chain(l.commands.front()))
-            .map(|h| h.since + self.max_wait)
-            .min()
-    }
 }
 
 #[cfg(test)]
@@ -226,7 +217,6 @@ mod tests {
         // Partition 1 has both inputs: its command goes; partition 0 waits for a command.
         assert_eq!(order(&out), [(Source::ProfileCommands, 0)]);
         assert_eq!(il.held(), 2);
-        assert_eq!(il.next_release(), Some(t + Duration::from_secs(60)));
         il.forget(0);
         assert_eq!(il.held(), 1);
     }

@@ -10,7 +10,7 @@ use crate::decision::{DecisionKind, Reason};
 use crate::event::parse_birthday;
 use crate::gates::{customer_zone, Candidate, Evidence};
 use crate::policy::{parse_hhmm, Policy, Tier};
-use crate::state::{CartItem, CustomerState, Recipient};
+use crate::state::{Cart, CartItem, CustomerState, Recipient};
 use crate::time::Timestamp;
 use chrono::{Datelike, NaiveDate, TimeZone};
 use serde::Serialize;
@@ -78,6 +78,14 @@ fn birthday_reminder(
     None
 }
 
+/// When a cart not yet reminded of comes due (or leaves quiet hours).
+fn cart_due(c: &Cart, policy: &Policy) -> Timestamp {
+    let due = c
+        .last_added_at
+        .plus_minutes(policy.outbound.abandoned_cart_after_minutes);
+    c.defer_until.map_or(due, |d| d.max(due))
+}
+
 fn retention_ms(policy: &Policy) -> i64 {
     i64::from(policy.inferred_retention_days) * DAY_MS
 }
@@ -92,14 +100,7 @@ fn visit(state: &CustomerState, policy: &Policy, mut f: impl FnMut(TimerKind, Ti
         );
     }
     if let Some(c) = state.cart.as_ref().filter(|c| !c.nudged) {
-        let due = c
-            .last_added_at
-            .plus_minutes(policy.outbound.abandoned_cart_after_minutes);
-        f(
-            TimerKind::AbandonedCart,
-            c.defer_until.map_or(due, |d| d.max(due)),
-            "cart",
-        );
+        f(TimerKind::AbandonedCart, cart_due(c, policy), "cart");
     }
     for r in &state.consents {
         if let Some(at) = r.expires_at {
@@ -203,12 +204,11 @@ fn abandoned_cart(
     out: &mut Outcome,
 ) {
     let policy = &rules.policy;
-    let due = state.cart.as_ref().filter(|c| !c.nudged).map(|c| {
-        let due = c
-            .last_added_at
-            .plus_minutes(policy.outbound.abandoned_cart_after_minutes);
-        (c.defer_until.map_or(due, |d| d.max(due)), c.clone())
-    });
+    let due = state
+        .cart
+        .as_ref()
+        .filter(|c| !c.nudged)
+        .map(|c| (cart_due(c, policy), c.clone()));
     let Some((due, cart)) = due.filter(|(due, _)| now >= *due) else {
         return;
     };
