@@ -1,4 +1,5 @@
-//! `tact-bench engine`: the engine alone (in-process input, real RocksDB and Avro) against the raw
+//! `tact-bench`: the decision pipeline's data path alone (in-process input, real RocksDB and Avro,
+//! the edge's own commit with outputs and changelog records in the outbox) against the raw
 //! RocksDB read-modify-write rate for the same keys and state size, in one run, per CPU-second of
 //! this process (RocksDB's background threads included), plus peak resident memory.
 
@@ -6,13 +7,15 @@ use clap::Parser;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
-use tact_codec::{encode_click, encode_command, encode_state, InputFormat};
+use tact_codec::{encode_click, encode_command, InputFormat};
 use tact_core::state::{CategoryInterest, ConsentRecord};
 use tact_core::{CustomerState, Purpose, Timestamp};
+use tact_edge::{Input, Offline, OfflineTopics, Record};
 use tact_runtime::config::Settings;
-use tact_runtime::engine::{Engine, Input, Source};
 use tact_runtime::generator::{Generated, Generator, GeneratorConfig};
-use tact_store::{Commit, RocksOptions, RocksStore, StateStore};
+use tact_runtime::pipeline::envelope::{self, Versions};
+use tact_runtime::pipeline::Pipeline;
+use tact_store::{Commit, RocksOptions, RocksStore, StateKey, StateStore};
 use tact_telemetry::{Metrics, Names};
 
 /// The same allocator as the `tact` binary, so the engine is measured as it runs.
@@ -63,7 +66,7 @@ fn customer_key(n: u64) -> String {
     format!("cust-{n:07}")
 }
 
-/// A typical returning customer's stored state (consent, two interests).
+/// A typical returning customer's stored state (consent, two interests), as the store holds it.
 fn warm_state() -> Vec<u8> {
     let interest = |c: &str| CategoryInterest {
         category: c.into(),
@@ -72,37 +75,44 @@ fn warm_state() -> Vec<u8> {
         recent_products: (1..=4).map(|i| format!("{c}-{i}")).collect(),
         evidence: vec![format!("ev-{c}")],
     };
-    encode_state(&CustomerState {
-        first_seen: Some(Timestamp(1_760_000_000_000)),
-        last_event_at: Some(Timestamp(1_763_000_000_000)),
-        visits: 6,
-        consents: vec![ConsentRecord {
-            purpose: Purpose::Personalization,
-            channel: None,
-            granted: true,
-            source: "consent_banner".into(),
-            at: Timestamp(1_760_000_000_000),
-            expires_at: None,
-        }],
-        interests: vec![interest("widgets"), interest("kitchen")],
-        ..CustomerState::default()
-    })
+    envelope::encode(
+        &Versions::new(),
+        &CustomerState {
+            first_seen: Some(Timestamp(1_760_000_000_000)),
+            last_event_at: Some(Timestamp(1_763_000_000_000)),
+            visits: 6,
+            consents: vec![ConsentRecord {
+                purpose: Purpose::Personalization,
+                channel: None,
+                granted: true,
+                source: "consent_banner".into(),
+                at: Timestamp(1_760_000_000_000),
+                expires_at: None,
+            }],
+            interests: vec![interest("widgets"), interest("kitchen")],
+            ..CustomerState::default()
+        },
+    )
 }
 
 fn warm(store: &RocksStore, customers: u64) {
+    warm_dyn(store, customers);
+    store.flush().expect("flush");
+}
+
+fn warm_dyn(store: &dyn StateStore, customers: u64) {
     let value = warm_state();
     let mut commit = Commit::default();
     for n in 0..customers {
         commit
             .state_puts
-            .push((customer_key(n).into_bytes(), value.clone()));
+            .push((0, StateKey::Customer(customer_key(n)), value.clone()));
         if commit.state_puts.len() == 20_000 {
             store.commit(&commit).expect("warm-up write");
             commit = Commit::default();
         }
     }
     store.commit(&commit).expect("warm-up write");
-    store.flush().expect("flush");
 }
 
 fn main() {
@@ -119,27 +129,33 @@ fn main() {
         concurrent_sessions: 4096,
         ..GeneratorConfig::default()
     });
-    let mut inputs: Vec<Input> = Vec::with_capacity(args.events);
-    let mut keys: Vec<String> = Vec::with_capacity(args.events);
-    for (offset, g) in gen.take(args.events).enumerate() {
-        let (source, topic, value) = match &g {
-            Generated::Click(e) => (
-                Source::Clickstream,
-                "clickstream",
-                encode_click(e, InputFormat::AvroConfluent, 1),
-            ),
-            Generated::Command(c) => (
-                Source::ProfileCommands,
-                "profile-commands",
-                encode_command(c, InputFormat::Json, 2),
-            ),
+    let mut inputs: Vec<Record> = Vec::with_capacity(args.events);
+    let mut keys: Vec<StateKey> = Vec::with_capacity(args.events);
+    let (mut clicks, mut commands) = (0i64, 0i64);
+    for g in gen.take(args.events) {
+        let (input, offset, value) = match &g {
+            Generated::Click(e) => {
+                clicks += 1;
+                (
+                    Input::Driving,
+                    clicks - 1,
+                    encode_click(e, InputFormat::AvroConfluent, 1),
+                )
+            }
+            Generated::Command(c) => {
+                commands += 1;
+                (
+                    Input::Co(0),
+                    commands - 1,
+                    encode_command(c, InputFormat::Json, 2),
+                )
+            }
         };
-        keys.push(g.customer_id().to_owned());
-        inputs.push(Input {
-            source,
-            topic: topic.into(),
+        keys.push(StateKey::Customer(g.customer_id().to_owned()));
+        inputs.push(Record {
+            input,
             partition: 0,
-            offset: offset as i64,
+            offset,
             key: Some(g.customer_id().as_bytes().to_vec()),
             value: Some(value),
         });
@@ -153,14 +169,14 @@ fn main() {
     let value = warm_state();
     let (cpu0, wall0) = (cpu_seconds(), Instant::now());
     for chunk in keys.chunks(args.batch) {
-        let ks: Vec<&[u8]> = chunk.iter().map(|k| k.as_bytes()).collect();
+        let ks: Vec<(i32, &StateKey)> = chunk.iter().map(|k| (0, k)).collect();
         let got = raw.multi_get(&ks).expect("multi_get");
         let mut commit = Commit::default();
-        for (k, v) in ks.iter().zip(got) {
+        for ((p, k), v) in ks.iter().zip(got) {
             // Write back what was read: the same bytes a real update would write.
             commit
                 .state_puts
-                .push((k.to_vec(), v.unwrap_or_else(|| value.clone())));
+                .push((*p, (*k).clone(), v.unwrap_or_else(|| value.clone())));
         }
         raw.commit(&commit).expect("commit");
     }
@@ -168,28 +184,34 @@ fn main() {
     let raw_wall = wall0.elapsed().as_secs_f64();
     drop(raw);
 
-    // 2. The engine: decode, skip, multi-get, fold, encode, one commit per batch with the outbox.
-    let settings = Settings::load(None, &[]).expect("default settings");
-    let store = RocksStore::open(&scratch.join("engine"), &RocksOptions::default())
+    // 2. The engine: decode, skip, multi-get, fold, encode, one commit per batch with the outbox
+    //    (outputs and changelog records), each batch's records deleted as delivered.
+    let mut settings = Settings::load(None, &[]).expect("default settings");
+    settings.interleave_wait = std::time::Duration::ZERO;
+    let rocks = RocksStore::open(&scratch.join("engine"), &RocksOptions::default())
         .expect("open engine store");
-    warm(&store, args.customers);
+    warm(&rocks, args.customers);
+    let store: Arc<dyn StateStore> = Arc::new(rocks);
     let metrics = Arc::new(Metrics::new("bench", &Names::default()));
-    let mut engine = Engine::new(settings, store, metrics).expect("engine");
+    let job = Pipeline::new(Arc::new(settings), metrics);
+    let topics = OfflineTopics {
+        driving: "clickstream".into(),
+        co_partitioned: vec!["profile-commands".into()],
+        changelog: "tact-changelog".into(),
+    };
+    let mut engine = Offline::new(job, store, topics, &[0], 1).expect("engine");
     let (cpu0, wall0) = (cpu_seconds(), Instant::now());
-    let mut acknowledged: Vec<u64> = Vec::new();
     let mut decisions = 0usize;
+    let mut changelog = 0usize;
     let mut remaining = inputs.into_iter();
     loop {
-        let batch: Vec<Input> = remaining.by_ref().take(args.batch).collect();
+        let batch: Vec<Record> = remaining.by_ref().take(args.batch).collect();
         if batch.is_empty() {
             break;
         }
-        // The previous batch's output counts as acknowledged, as after a broker round trip.
-        let out = engine
-            .process(batch, std::mem::take(&mut acknowledged))
-            .expect("process");
-        decisions += out.records.len();
-        acknowledged = out.records.iter().map(|(s, _)| *s).collect();
+        let out = engine.feed(batch).expect("process");
+        decisions += out.outputs.len();
+        changelog += out.changelog;
     }
     let engine_cpu = cpu_seconds() - cpu0;
     let engine_wall = wall0.elapsed().as_secs_f64();
@@ -215,11 +237,13 @@ fn main() {
     );
     println!("| peak RSS | {rss:.0} MiB | | |");
     println!("| records produced (decisions, suppressions) | {decisions} | | |");
+    println!("| changelog records written | {changelog} | | |");
     if let Some(path) = args.json {
         let json = serde_json::json!({
             "events": args.events, "customers": args.customers,
             "engine_events_per_cpu_s": engine_rate, "raw_rocksdb_events_per_cpu_s": raw_rate,
             "engine_over_raw": engine_rate / raw_rate, "peak_rss_mib": rss, "records": decisions,
+            "changelog_records": changelog,
         });
         if let Err(e) = std::fs::write(&path, json.to_string()) {
             eprintln!("cannot write {}: {e}", path.display());

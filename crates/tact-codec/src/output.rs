@@ -108,6 +108,8 @@ struct WireReceipt<'a> {
     erased_at: i64,
     removed: WireRemoved,
     purged: bool,
+    changelog_topic: Option<&'a str>,
+    changelog_partition: Option<i32>,
 }
 
 #[derive(Serialize)]
@@ -132,6 +134,8 @@ pub struct Receipt<'a> {
     pub erased_at_ms: i64,
     pub removed: &'a ErasureReport,
     pub purged: bool,
+    /// Where the customer's changelog tombstones went (topic, partition).
+    pub changelog: Option<(&'a str, i32)>,
 }
 
 /// Encodes output records. Holds the serializer configs so their buffers are reused.
@@ -270,6 +274,8 @@ impl Encoder {
                 pending_outputs: n(r.removed.pending_outputs),
             },
             purged: r.purged,
+            changelog_topic: r.changelog.map(|(t, _)| t),
+            changelog_partition: r.changelog.map(|(_, p)| p),
         };
         framed(&wire, &mut self.receipt, None)
     }

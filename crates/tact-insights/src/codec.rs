@@ -1,8 +1,9 @@
 //! Byte formats of the lane: findings as Avro single-object records (the shipped
-//! `schemas/insight.avsc`, compiled in), session buffers and window aggregates as postcard, and
-//! the outbox entry framing.
+//! `schemas/insight.avsc`, compiled in); session buffers, window shares and the messages of the
+//! internal partials topic as postcard (tact reads them back itself; they hold no person-level
+//! field: shares are keyed by page, path or query only).
 
-use crate::core::{Bucket, Finding, SessionBuf, WindowAgg};
+use crate::core::{Bucket, Finding, Partial, SessionBuf, WindowAgg};
 use serde::{Deserialize, Serialize};
 use serde_avro_fast::ser::SerializerConfig;
 use serde_avro_fast::Schema;
@@ -144,20 +145,28 @@ pub fn decode_window(bytes: &[u8]) -> Result<WindowAgg, StateCodecError> {
     postcard::from_bytes(bytes).map_err(|e| StateCodecError(e.to_string()))
 }
 
-/// Outbox entry: `[u32 key length][key][payload]` (the topic is the lane's one output topic).
-pub fn encode_outbox(key: &[u8], payload: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(4 + key.len() + payload.len());
-    out.extend_from_slice(&(key.len() as u32).to_be_bytes());
-    out.extend_from_slice(key);
-    out.extend_from_slice(payload);
+/// A message of the internal partials topic.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum PartialsMessage {
+    /// One partition's share of a closed window.
+    Share(Partial),
+    /// `source` has closed its shares of every window ending at or before `through`.
+    Progress { source: i32, through: i64 },
+}
+
+const PARTIALS_MAGIC: [u8; 2] = [b'P', 1];
+
+pub fn encode_partials(m: &PartialsMessage) -> Vec<u8> {
+    let mut out = PARTIALS_MAGIC.to_vec();
+    out.extend(postcard::to_stdvec(m).expect("partials messages serialise"));
     out
 }
 
-pub fn decode_outbox(bytes: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
-    let (len, rest) = bytes.split_first_chunk::<4>()?;
-    let len = usize::try_from(u32::from_be_bytes(*len)).ok()?;
-    let key = rest.get(..len)?.to_vec();
-    Some((key, rest[len..].to_vec()))
+pub fn decode_partials(bytes: &[u8]) -> Result<PartialsMessage, StateCodecError> {
+    let body = bytes
+        .strip_prefix(&PARTIALS_MAGIC[..])
+        .ok_or_else(|| StateCodecError("not a partials message of this tact version".into()))?;
+    postcard::from_bytes(body).map_err(|e| StateCodecError(e.to_string()))
 }
 
 #[cfg(test)]
@@ -230,10 +239,12 @@ mod tests {
     fn garbage_is_refused_not_panicked_on() {
         assert!(decode_finding(&[]).is_err());
         assert!(decode_finding(&[0xC3, 0x01, 1, 2]).is_err());
-        assert!(decode_outbox(&[0, 0, 0, 9, 1]).is_none());
-        assert_eq!(
-            decode_outbox(&encode_outbox(b"k", b"v")),
-            Some((b"k".to_vec(), b"v".to_vec()))
-        );
+        assert!(decode_partials(&[]).is_err());
+        assert!(decode_partials(b"P\x01\xff\xff").is_err());
+        let m = PartialsMessage::Progress {
+            source: 3,
+            through: 1_000,
+        };
+        assert_eq!(decode_partials(&encode_partials(&m)).expect("decodes"), m);
     }
 }

@@ -20,6 +20,7 @@ pub const DEFAULT_TOML: &str = include_str!("default.toml");
 struct RawKafka {
     bootstrap_servers: String,
     group_id: String,
+    instance_id: String,
     #[serde(default)]
     client: BTreeMap<String, toml::Value>,
 }
@@ -29,6 +30,8 @@ struct RawKafka {
 struct RawTopics {
     clickstream: String,
     insights: String,
+    partials: String,
+    changelog: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -52,6 +55,7 @@ struct RawPipeline {
     batch_max_wait_ms: u64,
     commit_interval_ms: u64,
     shutdown_deadline_ms: u64,
+    revoke_deadline_ms: u64,
     idle_advance_ms: u64,
 }
 
@@ -114,10 +118,16 @@ pub struct InsightsSettings {
     pub bootstrap_servers: String,
     /// The lane's own consumer group.
     pub group_id: String,
+    /// Static membership (`group.instance.id`); `None`: dynamic membership.
+    pub instance_id: Option<String>,
     /// librdkafka passthrough, applied before tact's safety keys.
     pub client: BTreeMap<String, String>,
     pub clickstream_topic: String,
     pub insights_topic: String,
+    /// Internal: window shares on their way to the partition that merges them.
+    pub partials_topic: String,
+    /// The lane's compacted changelog, partitioned like the clickstream.
+    pub changelog_topic: String,
     pub clickstream_format: InputFormat,
     pub max_message_bytes: usize,
     pub state_dir: PathBuf,
@@ -126,6 +136,7 @@ pub struct InsightsSettings {
     pub batch_max_wait: Duration,
     pub commit_interval: Duration,
     pub shutdown_deadline: Duration,
+    pub revoke_deadline: Duration,
     /// `None`: only event time ends sessions and closes windows.
     pub idle_advance: Option<Duration>,
     pub http_listen: SocketAddr,
@@ -203,20 +214,36 @@ impl RawConfig {
             !self.kafka.group_id.trim().is_empty(),
             "kafka.group_id: must not be empty",
         );
-        for (key, name) in [
+        let names = [
             ("topics.clickstream", &self.topics.clickstream),
             ("topics.insights", &self.topics.insights),
-        ] {
+            ("topics.partials", &self.topics.partials),
+            ("topics.changelog", &self.topics.changelog),
+        ];
+        for (key, name) in names {
             require(
                 &mut p,
                 valid_topic(name),
                 &format!("{key}: {name:?} is not a valid Kafka topic name"),
             );
         }
+        for (i, (ka, a)) in names.iter().enumerate() {
+            for (kb, b) in &names[i + 1..] {
+                require(
+                    &mut p,
+                    a != b,
+                    &format!("{kb}: must differ from {ka} (both are {a:?})"),
+                );
+            }
+        }
+        let instance = self.kafka.instance_id.trim().to_owned();
         require(
             &mut p,
-            self.topics.clickstream != self.topics.insights,
-            "topics.insights: must differ from topics.clickstream",
+            instance.len() <= 249
+                && instance
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')),
+            "kafka.instance_id: letters, digits, '.', '_' and '-' only (at most 249), or \"\" for dynamic membership",
         );
         require(
             &mut p,
@@ -253,6 +280,11 @@ impl RawConfig {
             &mut p,
             (100..=600_000).contains(&pl.shutdown_deadline_ms),
             "pipeline.shutdown_deadline_ms: must be between 100 and 600000",
+        );
+        require(
+            &mut p,
+            (100..=600_000).contains(&pl.revoke_deadline_ms),
+            "pipeline.revoke_deadline_ms: must be between 100 and 600000",
         );
         let listen = self.http.listen.parse::<SocketAddr>();
         require(
@@ -330,13 +362,12 @@ impl RawConfig {
             "insights.detour_min_steps: must be at least 1",
         );
         for key in self.kafka.client.keys() {
-            let managed = [
-                "enable.auto.commit",
-                "enable.auto.offset.store",
-                "enable.idempotence",
-                "acks",
-            ];
-            if managed.contains(&key.replace('_', ".").as_str()) {
+            let dotted = key.replace('_', ".");
+            if dotted == "group.instance.id" {
+                p.push(format!(
+                    "kafka.client.{key}: use kafka.instance_id (static membership) instead"
+                ));
+            } else if tact_kafka::MANAGED_KEYS.contains(&dotted.as_str()) {
                 p.push(format!(
                     "kafka.client.{key}: set by tact for its delivery guarantee; remove it"
                 ));
@@ -380,6 +411,7 @@ impl RawConfig {
         Ok(InsightsSettings {
             bootstrap_servers: self.kafka.bootstrap_servers,
             group_id: self.kafka.group_id,
+            instance_id: (!instance.is_empty()).then_some(instance),
             client: self
                 .kafka
                 .client
@@ -394,6 +426,8 @@ impl RawConfig {
                 .collect(),
             clickstream_topic: self.topics.clickstream,
             insights_topic: self.topics.insights,
+            partials_topic: self.topics.partials,
+            changelog_topic: self.topics.changelog,
             clickstream_format: self.input.clickstream_format,
             max_message_bytes: size(self.input.max_message_bytes),
             state_dir: self.state.dir,
@@ -402,6 +436,7 @@ impl RawConfig {
             batch_max_wait: Duration::from_millis(pl.batch_max_wait_ms),
             commit_interval: Duration::from_millis(pl.commit_interval_ms),
             shutdown_deadline: Duration::from_millis(pl.shutdown_deadline_ms),
+            revoke_deadline: Duration::from_millis(pl.revoke_deadline_ms),
             idle_advance: (pl.idle_advance_ms > 0)
                 .then(|| Duration::from_millis(pl.idle_advance_ms)),
             http_listen,

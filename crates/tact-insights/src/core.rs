@@ -5,17 +5,25 @@
 //! Sessions are assembled in a bounded buffer (at most `max_events_per_session` steps per session,
 //! at most `max_sessions_in_flight` sessions per input partition) that is dropped when the session
 //! ends: after `session_gap_ms` of event-time silence or `max_session_ms` after its start, as the
-//! event-time watermark of its partition says. An ended session is folded into the tumbling window
-//! of its start, keyed by page, path or query only, and its buffer is deleted. A window closes when
-//! every partition's watermark has passed `window end + max_session_ms` (so every session that
-//! started in it has ended and been folded), and only then are findings computed; a finding is
-//! published only when at least `min_sessions` distinct sessions support it.
+//! event-time watermark of its partition says. An ended session is folded into its partition's
+//! share of the tumbling window of its start, keyed by page, path or query only, and its buffer is
+//! deleted. A partition closes its share of a window once its watermark has passed `window end +
+//! max_session_ms` (every session that started in it has ended and been folded) and sends it, as a
+//! [`Partial`], to the partition that merges that window; the [`Merger`] there combines the shares
+//! of every partition, in partition order, once each has said it closed the window, and only then
+//! are findings computed; a finding is published only when at least `min_sessions` distinct
+//! sessions support it (the k-threshold applies to the merged count).
 //!
 //! Determinism: sessions live on one partition (the input is keyed by customer), expiry follows
-//! that partition's own watermark, late sessions are judged by that watermark too, and window
-//! aggregates are sums. So what a window contains never depends on how partitions interleave or
-//! how input was cut into batches; only *when* it closes does, and a closed window is never
-//! reopened. Replaying the same input therefore yields the same findings with the same ids.
+//! that partition's own watermark, late sessions are judged by that watermark too, window shares
+//! are sums, and the merge takes the shares in partition order. So what a window contains never
+//! depends on how partitions interleave, how input was cut into batches, or how many instances
+//! share the partitions; a closed window is never reopened. Replaying the same input therefore
+//! yields the same findings with the same ids, on one instance or many.
+//!
+//! Each session buffer and window share records the input offset it last absorbed, so a
+//! partition restored from a changelog that held a batch's state without its applied offset
+//! applies the re-read input only where it is missing.
 
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -209,9 +217,16 @@ struct Step {
     scroll: Option<f32>,
 }
 
+fn no_version() -> i64 {
+    -1
+}
+
 /// One session in flight. Holds no customer id, no session id and no sensitive-category step.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SessionBuf {
+    /// The last input offset of its partition applied to it.
+    #[serde(default = "no_version")]
+    version: i64,
     start: i64,
     last: i64,
     events: u32,
@@ -226,6 +241,7 @@ pub struct SessionBuf {
 impl SessionBuf {
     fn new(t: i64) -> SessionBuf {
         SessionBuf {
+            version: -1,
             start: t,
             last: t,
             events: 0,
@@ -261,9 +277,13 @@ struct TargetAgg {
     via: BTreeMap<String, u64>,
 }
 
-/// Everything a window remembers: counts keyed by page, path or query, and totals.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// Everything a window remembers: counts keyed by page, path or query, and totals. One
+/// partition's share of a window, or the merge of every partition's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WindowAgg {
+    /// The last input offset of its partition whose batch wrote this share (-1: none yet).
+    #[serde(default = "no_version")]
+    version: i64,
     sessions: u64,
     events: u64,
     sensitive_events: u64,
@@ -282,11 +302,127 @@ pub struct WindowAgg {
     faq_unresolved: BTreeMap<String, u64>,
 }
 
+impl Default for WindowAgg {
+    fn default() -> Self {
+        WindowAgg {
+            version: -1,
+            sessions: 0,
+            events: 0,
+            sensitive_events: 0,
+            truncated_sessions: 0,
+            overflow: 0,
+            targets: BTreeMap::new(),
+            product_sessions: BTreeMap::new(),
+            pairs: BTreeMap::new(),
+            page_sessions: BTreeMap::new(),
+            dead_ends: BTreeMap::new(),
+            search_sessions: BTreeMap::new(),
+            failing_searches: BTreeMap::new(),
+            zero_searches: BTreeMap::new(),
+            faq_deep: BTreeMap::new(),
+            faq_unresolved: BTreeMap::new(),
+        }
+    }
+}
+
+fn add_counts<K: Ord + Clone>(
+    into: &mut BTreeMap<K, u64>,
+    from: &BTreeMap<K, u64>,
+    budget: usize,
+    overflow: &mut u64,
+) {
+    for (k, n) in from {
+        if let Some(v) = into.get_mut(k) {
+            *v += n;
+        } else if into.len() < budget {
+            into.insert(k.clone(), *n);
+        } else {
+            *overflow += n;
+        }
+    }
+}
+
 impl WindowAgg {
     /// Sessions folded into this window so far.
     pub fn sessions(&self) -> u64 {
         self.sessions
     }
+
+    /// Adds another share of the same window. Keys beyond the budget count as overflow, so the
+    /// result depends on the order shares are added in: the merger adds them in partition order.
+    pub fn add(&mut self, other: &WindowAgg, budget: usize) {
+        self.sessions += other.sessions;
+        self.events += other.events;
+        self.sensitive_events += other.sensitive_events;
+        self.truncated_sessions += other.truncated_sessions;
+        let mut overflow = other.overflow;
+        for (page, t) in &other.targets {
+            if !self.targets.contains_key(page) && self.targets.len() >= budget {
+                overflow += t.reached;
+                continue;
+            }
+            let mine = self.targets.entry(page.clone()).or_default();
+            mine.reached += t.reached;
+            add_counts(&mut mine.clicks, &t.clicks, usize::MAX, &mut overflow);
+            add_counts(&mut mine.seconds, &t.seconds, usize::MAX, &mut overflow);
+            add_counts(&mut mine.via, &t.via, budget, &mut overflow);
+        }
+        add_counts(
+            &mut self.product_sessions,
+            &other.product_sessions,
+            budget,
+            &mut overflow,
+        );
+        add_counts(&mut self.pairs, &other.pairs, budget, &mut overflow);
+        add_counts(
+            &mut self.page_sessions,
+            &other.page_sessions,
+            budget,
+            &mut overflow,
+        );
+        add_counts(&mut self.dead_ends, &other.dead_ends, budget, &mut overflow);
+        add_counts(
+            &mut self.search_sessions,
+            &other.search_sessions,
+            budget,
+            &mut overflow,
+        );
+        add_counts(
+            &mut self.failing_searches,
+            &other.failing_searches,
+            budget,
+            &mut overflow,
+        );
+        add_counts(
+            &mut self.zero_searches,
+            &other.zero_searches,
+            budget,
+            &mut overflow,
+        );
+        add_counts(&mut self.faq_deep, &other.faq_deep, budget, &mut overflow);
+        add_counts(
+            &mut self.faq_unresolved,
+            &other.faq_unresolved,
+            budget,
+            &mut overflow,
+        );
+        self.overflow += overflow;
+    }
+}
+
+/// One partition's share of a closed window, on its way to the partition that merges it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Partial {
+    pub source: i32,
+    pub start: i64,
+    pub agg: WindowAgg,
+}
+
+/// The partition that merges window `start`: windows take turns over the partitions.
+pub fn merge_partition(start: i64, window_ms: i64, partitions: i32) -> i32 {
+    start
+        .div_euclid(window_ms.max(1))
+        .rem_euclid(i64::from(partitions.max(1))) as i32
 }
 
 /// What changed since the last [`Aggregator::take_changes`]: the store writes of one commit.
@@ -295,17 +431,16 @@ pub struct Changes {
     /// Sessions created or changed (written) and ended (deleted); a key is in at most one set.
     pub sessions_put: BTreeSet<(i32, SessionRef)>,
     pub sessions_deleted: BTreeSet<(i32, SessionRef)>,
-    /// Index entries (partition, session start, session) to add and to remove; disjoint.
-    pub session_index_put: BTreeSet<(i32, i64, SessionRef)>,
-    pub session_index_deleted: BTreeSet<(i32, i64, SessionRef)>,
     /// Sessions the store has never seen (created since the last commit).
     fresh: BTreeSet<(i32, SessionRef)>,
-    /// Windows written and closed (deleted); disjoint. `windows_created` need an index entry.
-    pub windows_put: BTreeSet<i64>,
-    pub windows_deleted: BTreeSet<i64>,
-    pub windows_created: BTreeSet<i64>,
+    /// Window shares (partition, start) written and closed (deleted); disjoint.
+    pub windows_put: BTreeSet<(i32, i64)>,
+    pub windows_deleted: BTreeSet<(i32, i64)>,
+    /// Window shares the store has never seen.
+    fresh_windows: BTreeSet<(i32, i64)>,
     pub watermarks: BTreeSet<i32>,
-    pub closed_through_moved: bool,
+    /// Partitions whose closed-through point moved.
+    pub closed_through: BTreeSet<i32>,
 }
 
 /// All in-flight state of the lane: session buffers, open windows, watermarks.
@@ -318,10 +453,13 @@ pub struct Aggregator {
     /// (partition, last event time, session): eviction order when a partition is full.
     activity: BTreeSet<(i32, i64, SessionRef)>,
     in_flight: HashMap<i32, usize>,
-    windows: BTreeMap<i64, WindowAgg>,
+    /// Each partition's share of its open windows, by (partition, window start).
+    windows: BTreeMap<(i32, i64), WindowAgg>,
     watermarks: BTreeMap<i32, i64>,
-    /// Windows ending at or before this are closed and never reopened.
-    closed_through: i64,
+    /// Per partition, windows ending at or before this are closed and never reopened.
+    closed_through: BTreeMap<i32, i64>,
+    /// The input offset being applied (`None`: wall-clock advance), for the fold's version check.
+    current: Option<i64>,
     changes: Changes,
 }
 
@@ -396,7 +534,8 @@ impl Aggregator {
             in_flight: HashMap::new(),
             windows: BTreeMap::new(),
             watermarks: BTreeMap::new(),
-            closed_through: i64::MIN,
+            closed_through: BTreeMap::new(),
+            current: None,
             changes: Changes::default(),
         }
     }
@@ -414,16 +553,36 @@ impl Aggregator {
         self.sessions.insert((partition, session), buf);
     }
 
-    pub fn restore_window(&mut self, start: i64, agg: WindowAgg) {
-        self.windows.insert(start, agg);
+    pub fn restore_window(&mut self, partition: i32, start: i64, agg: WindowAgg) {
+        self.windows.insert((partition, start), agg);
     }
 
     pub fn restore_watermark(&mut self, partition: i32, wm: i64) {
         self.watermarks.insert(partition, wm);
     }
 
-    pub fn restore_closed_through(&mut self, t: i64) {
-        self.closed_through = t;
+    pub fn restore_closed_through(&mut self, partition: i32, t: i64) {
+        self.closed_through.insert(partition, t);
+    }
+
+    /// Forgets everything of `partition` (it moved to another instance).
+    pub fn forget(&mut self, partition: i32) {
+        self.sessions.retain(|(p, _), _| *p != partition);
+        self.deadlines.retain(|(p, _, _)| *p != partition);
+        self.activity.retain(|(p, _, _)| *p != partition);
+        self.in_flight.remove(&partition);
+        self.windows.retain(|(p, _), _| *p != partition);
+        self.watermarks.remove(&partition);
+        self.closed_through.remove(&partition);
+        let c = &mut self.changes;
+        c.sessions_put.retain(|(p, _)| *p != partition);
+        c.sessions_deleted.retain(|(p, _)| *p != partition);
+        c.fresh.retain(|(p, _)| *p != partition);
+        c.windows_put.retain(|(p, _)| *p != partition);
+        c.windows_deleted.retain(|(p, _)| *p != partition);
+        c.fresh_windows.retain(|(p, _)| *p != partition);
+        c.watermarks.remove(&partition);
+        c.closed_through.remove(&partition);
     }
 
     // ---- reading state for the store ----------------------------------------------------
@@ -432,24 +591,40 @@ impl Aggregator {
         self.sessions.get(&(partition, *session))
     }
 
-    pub fn window(&self, start: i64) -> Option<&WindowAgg> {
-        self.windows.get(&start)
+    /// `partition`'s share of the window starting at `start`.
+    pub fn window(&self, partition: i32, start: i64) -> Option<&WindowAgg> {
+        self.windows.get(&(partition, start))
     }
 
     pub fn watermark(&self, partition: i32) -> Option<i64> {
         self.watermarks.get(&partition).copied()
     }
 
-    pub fn closed_through(&self) -> i64 {
+    pub fn closed_through(&self, partition: i32) -> i64 {
         self.closed_through
+            .get(&partition)
+            .copied()
+            .unwrap_or(i64::MIN)
     }
 
     pub fn sessions_in_flight(&self) -> usize {
         self.sessions.len()
     }
 
-    pub fn open_windows(&self) -> Vec<i64> {
+    pub fn open_windows(&self) -> Vec<(i32, i64)> {
         self.windows.keys().copied().collect()
+    }
+
+    /// Stamps the window shares of `partition` written since the last commit with the last
+    /// input offset of the batch (what a restore checks folds against).
+    pub fn stamp(&mut self, partition: i32, offset: i64) {
+        for (p, start) in &self.changes.windows_put {
+            if *p == partition {
+                if let Some(w) = self.windows.get_mut(&(*p, *start)) {
+                    w.version = w.version.max(offset);
+                }
+            }
+        }
     }
 
     /// The writes accumulated since the last call.
@@ -469,6 +644,34 @@ impl Aggregator {
         self.deadlines
             .remove(&(partition, buf.deadline(&self.rules), session));
         self.activity.remove(&(partition, buf.last, session));
+    }
+
+    /// [`Aggregator::apply`] of the record at `offset`, unless the session has absorbed it
+    /// already (a replay after a partial restore), in which case only event time moves on.
+    /// Returns whether the event was applied.
+    pub fn apply_at(
+        &mut self,
+        partition: i32,
+        session: SessionRef,
+        ev: &ClickEvent,
+        offset: i64,
+        tally: &mut Tally,
+    ) -> bool {
+        self.current = Some(offset);
+        let absorbed = self
+            .sessions
+            .get(&(partition, session))
+            .is_some_and(|b| b.version >= offset);
+        if absorbed {
+            self.advance(partition, ev.event_time.millis(), tally);
+        } else {
+            self.apply(partition, session, ev, tally);
+            if let Some(b) = self.sessions.get_mut(&(partition, session)) {
+                b.version = offset;
+            }
+        }
+        self.current = None;
+        !absorbed
     }
 
     /// Applies one click event of input `partition` to the session `session` refers to.
@@ -496,7 +699,9 @@ impl Aggregator {
                 // Late: this partition's event time has passed the point where the window may
                 // close, or the window is closed already. Judged by the partition's own
                 // watermark, so the verdict never depends on other partitions.
-                if we.saturating_add(self.rules.max_session_ms) <= wm || we <= self.closed_through {
+                if we.saturating_add(self.rules.max_session_ms) <= wm
+                    || we <= self.closed_through(partition)
+                {
                     tally.late_events += 1;
                     return;
                 }
@@ -511,9 +716,6 @@ impl Aggregator {
                 if !self.changes.sessions_deleted.remove(&key) {
                     self.changes.fresh.insert(key);
                 }
-                self.changes
-                    .session_index_put
-                    .insert((partition, t, session));
                 SessionBuf::new(t)
             }
         };
@@ -632,32 +834,35 @@ impl Aggregator {
         if !self.changes.fresh.remove(&key) {
             self.changes.sessions_deleted.insert(key);
         }
-        let entry = (partition, buf.start, session);
-        if !self.changes.session_index_put.remove(&entry) {
-            self.changes.session_index_deleted.insert(entry);
-        }
         tally.sessions_assembled += 1;
         if buf.truncated {
             tally.sessions_truncated += 1;
         }
-        self.fold(&buf);
+        self.fold(partition, &buf);
     }
 
-    /// Folds an ended session into the window of its start. The buffer is gone after this.
-    fn fold(&mut self, s: &SessionBuf) {
-        let rules = &self.rules;
-        let ws = window_start(s.start, rules.window_ms);
-        if ws.saturating_add(rules.window_ms) <= self.closed_through {
+    /// Folds an ended session into its partition's share of the window of its start. The
+    /// buffer is gone after this.
+    fn fold(&mut self, partition: i32, s: &SessionBuf) {
+        let ws = window_start(s.start, self.rules.window_ms);
+        if ws.saturating_add(self.rules.window_ms) <= self.closed_through(partition) {
             // Cannot happen while the close rule holds (see the module doc); never reopen.
             return;
         }
-        if !self.windows.contains_key(&ws) {
-            self.changes.windows_created.insert(ws);
+        let key = (partition, ws);
+        if let (Some(w), Some(now)) = (self.windows.get(&key), self.current) {
+            if w.version >= now {
+                // The stored share already holds this session (a replay after a partial restore).
+                return;
+            }
         }
-        self.changes.windows_deleted.remove(&ws);
-        self.changes.windows_put.insert(ws);
+        if !self.windows.contains_key(&key) && !self.changes.windows_deleted.remove(&key) {
+            self.changes.fresh_windows.insert(key);
+        }
+        self.changes.windows_put.insert(key);
+        let rules = &self.rules;
         let budget = rules.max_keys_per_window;
-        let w = self.windows.entry(ws).or_default();
+        let w = self.windows.entry(key).or_default();
         w.sessions += 1;
         w.events += u64::from(s.events);
         w.sensitive_events += u64::from(s.sensitive);
@@ -773,33 +978,173 @@ impl Aggregator {
         w.overflow += overflow;
     }
 
-    /// The lowest watermark over the partitions seen so far (`None` before any event).
-    pub fn global_watermark(&self) -> Option<i64> {
-        self.watermarks.values().copied().min()
+    /// Closes, in order, `partition`'s share of every window its watermark has passed by
+    /// `max_session_ms` and forgets it here; returns the shares to send to their merging
+    /// partitions, and the new closed-through point when it moved (every merger needs it).
+    pub fn close_ready(&mut self, partition: i32) -> (Vec<Partial>, Option<i64>) {
+        let Some(wm) = self.watermarks.get(&partition).copied() else {
+            return (Vec::new(), None);
+        };
+        let w = self.rules.window_ms;
+        // Windows ending at or before this have had every session that started in them end.
+        let through = window_start(wm.saturating_sub(self.rules.max_session_ms), w);
+        let mut out = Vec::new();
+        let starts: Vec<i64> = self
+            .windows
+            .range((partition, i64::MIN)..=(partition, i64::MAX))
+            .map(|((_, s), _)| *s)
+            .filter(|s| s.saturating_add(w) <= through)
+            .collect();
+        for start in starts {
+            let key = (partition, start);
+            let Some(agg) = self.windows.remove(&key) else {
+                continue;
+            };
+            self.changes.windows_put.remove(&key);
+            if !self.changes.fresh_windows.remove(&key) {
+                self.changes.windows_deleted.insert(key);
+            }
+            out.push(Partial {
+                source: partition,
+                start,
+                agg,
+            });
+        }
+        let moved = through > self.closed_through(partition);
+        if moved {
+            self.closed_through.insert(partition, through);
+            self.changes.closed_through.insert(partition);
+        }
+        (out, moved.then_some(through))
+    }
+}
+
+/// Merges the window shares every partition sends, per merging partition. A window closes once
+/// every source partition has said it closed its share (its closed-through point passed the
+/// window's end); the shares are then added in source order and the findings computed.
+#[derive(Debug, Clone)]
+pub struct Merger {
+    rules: Rules,
+    /// (merging partition, window start) -> source partition -> its share.
+    shares: BTreeMap<(i32, i64), BTreeMap<i32, WindowAgg>>,
+    /// (merging partition, source) -> the source's closed-through point.
+    progress: BTreeMap<(i32, i32), i64>,
+    changes: MergeChanges,
+}
+
+/// The store writes of the merger since the last [`Merger::take_changes`].
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct MergeChanges {
+    /// Shares (merging partition, window, source) written and deleted; disjoint.
+    pub shares_put: BTreeSet<(i32, i64, i32)>,
+    pub shares_deleted: BTreeSet<(i32, i64, i32)>,
+    /// (merging partition, source) progress moved.
+    pub progress: BTreeSet<(i32, i32)>,
+}
+
+impl Merger {
+    pub fn new(rules: Rules) -> Merger {
+        Merger {
+            rules,
+            shares: BTreeMap::new(),
+            progress: BTreeMap::new(),
+            changes: MergeChanges::default(),
+        }
     }
 
-    /// Closes, in order, every open window that every partition's watermark has passed by
-    /// `max_session_ms`, computes its findings (k-thresholded) and forgets its aggregate.
-    pub fn close_ready(&mut self) -> Vec<ClosedWindow> {
-        let Some(wm) = self.global_watermark() else {
-            return Vec::new();
-        };
+    pub fn restore_share(&mut self, partition: i32, start: i64, source: i32, agg: WindowAgg) {
+        self.shares
+            .entry((partition, start))
+            .or_default()
+            .insert(source, agg);
+    }
+
+    pub fn restore_progress(&mut self, partition: i32, source: i32, through: i64) {
+        self.progress.insert((partition, source), through);
+    }
+
+    pub fn forget(&mut self, partition: i32) {
+        self.shares.retain(|(p, _), _| *p != partition);
+        self.progress.retain(|(p, _), _| *p != partition);
+        let c = &mut self.changes;
+        c.shares_put.retain(|(p, _, _)| *p != partition);
+        c.shares_deleted.retain(|(p, _, _)| *p != partition);
+        c.progress.retain(|(p, _)| *p != partition);
+    }
+
+    pub fn share(&self, partition: i32, start: i64, source: i32) -> Option<&WindowAgg> {
+        self.shares.get(&(partition, start))?.get(&source)
+    }
+
+    pub fn progress(&self, partition: i32, source: i32) -> i64 {
+        self.progress
+            .get(&(partition, source))
+            .copied()
+            .unwrap_or(i64::MIN)
+    }
+
+    pub fn take_changes(&mut self) -> MergeChanges {
+        std::mem::take(&mut self.changes)
+    }
+
+    /// A share of window `start` from `source`, received on `partition`. A share the merger has
+    /// already (a re-send) or one of a window `source` has already closed through is ignored.
+    pub fn receive(&mut self, partition: i32, share: Partial) {
+        let end = share.start.saturating_add(self.rules.window_ms);
+        if end <= self.progress(partition, share.source) {
+            return;
+        }
+        let shares = self.shares.entry((partition, share.start)).or_default();
+        if shares.contains_key(&share.source) {
+            return;
+        }
+        shares.insert(share.source, share.agg);
+        let key = (partition, share.start, share.source);
+        self.changes.shares_deleted.remove(&key);
+        self.changes.shares_put.insert(key);
+    }
+
+    /// `source` closed its windows through `through`.
+    pub fn progressed(&mut self, partition: i32, source: i32, through: i64) {
+        if through > self.progress(partition, source) {
+            self.progress.insert((partition, source), through);
+            self.changes.progress.insert((partition, source));
+        }
+    }
+
+    /// Closes, in order, every window of `partition` that all `sources` partitions have closed
+    /// their share of: adds the shares in source order, computes the findings, forgets them.
+    pub fn close_ready(&mut self, partition: i32, sources: i32) -> Vec<ClosedWindow> {
+        let through = (0..sources.max(1))
+            .map(|src| self.progress(partition, src))
+            .min()
+            .unwrap_or(i64::MIN);
+        let w = self.rules.window_ms;
+        let ready: Vec<i64> = self
+            .shares
+            .range((partition, i64::MIN)..=(partition, i64::MAX))
+            .map(|((_, s), _)| *s)
+            .filter(|s| s.saturating_add(w) <= through)
+            .collect();
         let mut out = Vec::new();
-        while let Some((&start, _)) = self.windows.first_key_value() {
-            let end = start.saturating_add(self.rules.window_ms);
-            if end.saturating_add(self.rules.max_session_ms) > wm {
-                break;
-            }
-            let Some(agg) = self.windows.remove(&start) else {
-                break;
+        for start in ready {
+            let Some(shares) = self.shares.remove(&(partition, start)) else {
+                continue;
             };
-            if !self.changes.windows_created.remove(&start) {
-                self.changes.windows_deleted.insert(start);
+            let mut merged = WindowAgg::default();
+            for (source, share) in &shares {
+                merged.add(share, self.rules.max_keys_per_window);
+                let key = (partition, start, *source);
+                if !self.changes.shares_put.remove(&key) {
+                    self.changes.shares_deleted.insert(key);
+                }
             }
-            self.changes.windows_put.remove(&start);
-            self.closed_through = self.closed_through.max(end);
-            self.changes.closed_through_moved = true;
-            out.push(findings(&self.rules, start, end, &agg));
+            out.push(findings(
+                &self.rules,
+                start,
+                start.saturating_add(w),
+                &merged,
+            ));
         }
         out
     }

@@ -3,11 +3,11 @@
 //! terminal table and a self-contained HTML page with inline SVG charts (no external assets).
 
 use crate::codec::{decode_finding, DecodedInsight};
-use crate::lane::InsightsError;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
+use tact_edge::EdgeError;
 use tact_kafka::rdkafka::config::RDKafkaLogLevel;
 use tact_kafka::rdkafka::consumer::{BaseConsumer, Consumer};
 use tact_kafka::rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
@@ -45,7 +45,7 @@ impl ReportOptions {
 
 /// Reads every finding on `topic` (from the beginning, with no consumer group commits) until
 /// idle. Undecodable records are skipped with a warning. Re-sent duplicates collapse by id.
-pub fn read_insights(opts: &ReportOptions) -> Result<Vec<DecodedInsight>, InsightsError> {
+pub fn read_insights(opts: &ReportOptions) -> Result<Vec<DecodedInsight>, EdgeError> {
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", &opts.bootstrap_servers)
@@ -59,11 +59,11 @@ pub fn read_insights(opts: &ReportOptions) -> Result<Vec<DecodedInsight>, Insigh
     }
     let consumer: BaseConsumer = config
         .create()
-        .map_err(|e| InsightsError::Setup(format!("cannot create a Kafka consumer: {e}")))?;
+        .map_err(|e| EdgeError::Setup(format!("cannot create a Kafka consumer: {e}")))?;
     let md = consumer
         .fetch_metadata(Some(&opts.topic), Duration::from_secs(10))
         .map_err(|e| {
-            InsightsError::Setup(format!(
+            EdgeError::Setup(format!(
                 "cannot read metadata of {} from {}: {e}",
                 opts.topic, opts.bootstrap_servers
             ))
@@ -75,7 +75,7 @@ pub fn read_insights(opts: &ReportOptions) -> Result<Vec<DecodedInsight>, Insigh
         .flat_map(|t| t.partitions().iter().map(|p| p.id()))
         .collect();
     if parts.is_empty() {
-        return Err(InsightsError::Setup(format!(
+        return Err(EdgeError::Setup(format!(
             "topic {} does not exist on {}",
             opts.topic, opts.bootstrap_servers
         )));
@@ -83,11 +83,11 @@ pub fn read_insights(opts: &ReportOptions) -> Result<Vec<DecodedInsight>, Insigh
     let mut tpl = TopicPartitionList::new();
     for p in &parts {
         tpl.add_partition_offset(&opts.topic, *p, Offset::Beginning)
-            .map_err(|e| InsightsError::Setup(e.to_string()))?;
+            .map_err(|e| EdgeError::Setup(e.to_string()))?;
     }
     consumer
         .assign(&tpl)
-        .map_err(|e| InsightsError::Setup(format!("cannot assign {}: {e}", opts.topic)))?;
+        .map_err(|e| EdgeError::Setup(format!("cannot assign {}: {e}", opts.topic)))?;
     let started = Instant::now();
     let mut last = Instant::now();
     let mut by_id: BTreeMap<String, DecodedInsight> = BTreeMap::new();
@@ -127,11 +127,11 @@ fn sort(findings: &mut [DecodedInsight]) {
 }
 
 /// Reads the topic, writes the HTML page if asked, and returns the terminal table.
-pub fn report(opts: &ReportOptions) -> Result<String, InsightsError> {
+pub fn report(opts: &ReportOptions) -> Result<String, EdgeError> {
     let findings = read_insights(opts)?;
     if let Some(path) = &opts.html_out {
         std::fs::write(path, render_html(&findings, opts.top))
-            .map_err(|e| InsightsError::Setup(format!("cannot write {}: {e}", path.display())))?;
+            .map_err(|e| EdgeError::Setup(format!("cannot write {}: {e}", path.display())))?;
     }
     Ok(render_table(&findings, opts.top))
 }

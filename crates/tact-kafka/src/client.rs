@@ -1,13 +1,22 @@
-//! librdkafka configuration and the callbacks tact installs.
+//! librdkafka configuration and the delivery callback tact installs.
 
 use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
 use rdkafka::producer::{DeliveryResult, ProducerContext};
-use rdkafka::statistics::Statistics;
 use rdkafka::Message;
 use std::collections::BTreeMap;
 use std::sync::mpsc::Sender;
+
+/// Keys tact sets for its delivery guarantee; a user setting any of them is refused by the
+/// configuration check (they would silently weaken what tact promises).
+pub const MANAGED_KEYS: [&str; 6] = [
+    "enable.auto.commit",
+    "enable.auto.offset.store",
+    "enable.idempotence",
+    "acks",
+    "group.instance.id",
+    "partition.assignment.strategy",
+];
 
 fn apply_user(config: &mut ClientConfig, user: &BTreeMap<String, String>) {
     for (k, v) in user {
@@ -15,16 +24,30 @@ fn apply_user(config: &mut ClientConfig, user: &BTreeMap<String, String>) {
     }
 }
 
+/// How a consumer takes part in its group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Membership {
+    /// A group member: subscribes, gets partitions assigned (cooperative-sticky), commits.
+    /// `instance_id` makes the membership static: a restart within the session timeout gets
+    /// the same partitions back without a rebalance.
+    Member {
+        group_id: String,
+        instance_id: Option<String>,
+    },
+    /// Reads partitions it assigns itself (co-partitioned inputs, the changelog, the catalog);
+    /// never joins a group and never commits.
+    Reader,
+}
+
 /// Consumer settings: tact's defaults, then the user's passthrough settings, then the keys the
 /// delivery guarantee depends on (never overridable).
 pub fn consumer_config(
     bootstrap: &str,
-    group_id: &str,
+    membership: &Membership,
     user: &BTreeMap<String, String>,
 ) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", bootstrap)
-        .set("group.id", group_id)
         .set("auto.offset.reset", "earliest")
         // Bounds librdkafka's prefetch buffer; unbounded by default in practice.
         .set("queued.max.messages.kbytes", "65536")
@@ -35,6 +58,25 @@ pub fn consumer_config(
     c.set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("enable.partition.eof", "false");
+    match membership {
+        Membership::Member {
+            group_id,
+            instance_id,
+        } => {
+            c.set("group.id", group_id)
+                // Incremental rebalances: a partition moving away does not stop the others.
+                .set("partition.assignment.strategy", "cooperative-sticky");
+            if let Some(id) = instance_id {
+                c.set("group.instance.id", id);
+            }
+        }
+        Membership::Reader => {
+            // librdkafka wants a group id even for assign-only consumers; this one never joins.
+            c.set("group.id", "tact-reader");
+            c.remove("group.instance.id");
+            c.remove("partition.assignment.strategy");
+        }
+    }
     c
 }
 
@@ -47,18 +89,36 @@ pub fn producer_config(bootstrap: &str, user: &BTreeMap<String, String>) -> Clie
         // A long outage surfaces as delivery errors; the outbox re-sends, so nothing is lost.
         .set("message.timeout.ms", "120000");
     apply_user(&mut c, user);
+    // Consumer-only keys in the shared passthrough would make the producer warn at every start.
+    for key in [
+        "session.timeout.ms",
+        "heartbeat.interval.ms",
+        "max.poll.interval.ms",
+        "auto.offset.reset",
+        "fetch.wait.max.ms",
+        "fetch.min.bytes",
+        "queued.max.messages.kbytes",
+        "queued.min.messages",
+        "group.id",
+        "group.instance.id",
+        "isolation.level",
+        "partition.assignment.strategy",
+    ] {
+        c.remove(key);
+    }
     c.set("enable.idempotence", "true").set("acks", "all");
     c
 }
 
-/// A delivery report: the outbox sequence number and the broker's answer.
+/// A delivery report: the outbox sequence number and the broker's answer (the partition and
+/// offset the record landed at).
 #[derive(Debug)]
 pub struct Delivery {
     pub seq: u64,
-    pub result: Result<(), String>,
+    pub result: Result<(i32, i64), String>,
 }
 
-/// Forwards delivery reports to the pipeline thread; never blocks librdkafka's thread.
+/// Forwards delivery reports to the processing thread; never blocks librdkafka's thread.
 #[derive(Debug)]
 pub struct DeliveryContext {
     pub reports: Sender<Delivery>,
@@ -71,82 +131,13 @@ impl ProducerContext for DeliveryContext {
 
     fn delivery(&self, result: &DeliveryResult<'_>, seq: usize) {
         let result = match result {
-            Ok(_) => Ok(()),
+            Ok(m) => Ok((m.partition(), m.offset())),
             Err((e, msg)) => Err(format!("{e} (topic {})", msg.topic())),
         };
-        // The receiver is gone only when the pipeline stopped; the outbox still holds the record.
+        // The receiver is gone only when the process stopped; the outbox still holds the record.
         let _ = self.reports.send(Delivery {
             seq: seq as u64,
             result,
         });
-    }
-}
-
-/// Callbacks from the consumer into the runtime.
-pub struct ConsumerHooks {
-    /// Partitions assigned (true) or revoked (false).
-    pub on_rebalance: Box<dyn Fn(bool, &[(String, i32)]) + Send + Sync>,
-    /// Lag per (topic, partition), from librdkafka's statistics.
-    pub on_lag: Box<dyn Fn(&[(String, i32, i64)]) + Send + Sync>,
-}
-
-impl std::fmt::Debug for ConsumerHooks {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ConsumerHooks")
-    }
-}
-
-#[derive(Debug)]
-pub struct TactConsumerContext {
-    pub hooks: ConsumerHooks,
-}
-
-impl ClientContext for TactConsumerContext {
-    fn stats(&self, statistics: Statistics) {
-        let lag: Vec<(String, i32, i64)> = statistics
-            .topics
-            .iter()
-            .flat_map(|(topic, t)| {
-                t.partitions
-                    .iter()
-                    .filter(|(p, part)| **p >= 0 && part.consumer_lag >= 0)
-                    .map(move |(p, part)| (topic.clone(), *p, part.consumer_lag))
-            })
-            .collect();
-        (self.hooks.on_lag)(&lag);
-    }
-}
-
-fn partitions(rebalance: &Rebalance<'_>) -> Option<(bool, Vec<(String, i32)>)> {
-    let (assigned, tpl) = match rebalance {
-        Rebalance::Assign(tpl) => (true, tpl),
-        Rebalance::Revoke(tpl) => (false, tpl),
-        Rebalance::Error(e) => {
-            tracing::warn!(error = %e, "consumer group rebalance failed");
-            return None;
-        }
-    };
-    Some((
-        assigned,
-        tpl.elements()
-            .iter()
-            .map(|e| (e.topic().to_owned(), e.partition()))
-            .collect(),
-    ))
-}
-
-impl ConsumerContext for TactConsumerContext {
-    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Some((false, parts)) = partitions(rebalance) {
-            tracing::info!(partitions = ?parts, "partitions revoked");
-            (self.hooks.on_rebalance)(false, &parts);
-        }
-    }
-
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Some((true, parts)) = partitions(rebalance) {
-            tracing::info!(partitions = ?parts, "partitions assigned");
-            (self.hooks.on_rebalance)(true, &parts);
-        }
     }
 }

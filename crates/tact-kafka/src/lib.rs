@@ -1,15 +1,17 @@
-//! tact-kafka: the Kafka edge.
+//! tact-kafka: the Kafka-only parts of the edge.
 //!
 //! Owns librdkafka configuration (user settings first, safety-critical keys last so they cannot
-//! be overridden by accident), the consumer and producer contexts, and [`OffsetTracker`], which
-//! keeps the invariant that an input offset is committed only after every record produced from it
-//! and from every earlier batch has been acknowledged by the broker.
+//! be overridden by accident), the delivery callback, topic administration (what `tact topics
+//! create` creates and what a start checks), and [`Relay`], the pure bookkeeping that keeps the
+//! order outputs → changelog data → changelog meta → committed input offset. No RocksDB and no
+//! decision logic here.
 
+pub mod admin;
 mod client;
-mod tracker;
+mod relay;
 
 pub use client::{
-    consumer_config, producer_config, ConsumerHooks, Delivery, DeliveryContext, TactConsumerContext,
+    consumer_config, producer_config, Delivery, DeliveryContext, Membership, MANAGED_KEYS,
 };
 pub use rdkafka;
-pub use tracker::OffsetTracker;
+pub use relay::{Kind, Relay};

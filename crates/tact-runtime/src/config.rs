@@ -39,6 +39,7 @@ impl Scalar {
 struct RawKafka {
     bootstrap_servers: String,
     group_id: String,
+    instance_id: String,
     #[serde(default)]
     client: BTreeMap<String, Scalar>,
 }
@@ -53,6 +54,7 @@ struct RawTopics {
     dead_letter: String,
     erasure_receipts: String,
     catalog: String,
+    changelog: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -94,6 +96,7 @@ struct RawPipeline {
     batch_max_events: u64,
     batch_max_wait_ms: u64,
     shutdown_deadline_ms: u64,
+    revoke_deadline_ms: u64,
     commit_interval_ms: u64,
     idle_timer_wall_clock_ms: u64,
 }
@@ -145,6 +148,8 @@ struct RawConfig {
 pub struct KafkaSettings {
     pub bootstrap_servers: String,
     pub group_id: String,
+    /// Static membership (`group.instance.id`); `None`: dynamic membership.
+    pub instance_id: Option<String>,
     /// librdkafka passthrough (TLS, SASL, tuning). Applied before tact's safety keys.
     pub client: BTreeMap<String, String>,
 }
@@ -160,6 +165,8 @@ pub struct Topics {
     pub erasure_receipts: String,
     /// New releases, read in full by every instance.
     pub catalog: String,
+    /// The compacted changelog of the customers' state, partitioned like the clickstream.
+    pub changelog: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -179,6 +186,8 @@ pub struct Settings {
     pub batch_max_events: usize,
     pub batch_max_wait: Duration,
     pub shutdown_deadline: Duration,
+    /// How long a revoked partition may take to get its output acknowledged before it is let go.
+    pub revoke_deadline: Duration,
     pub commit_interval: Duration,
     /// `None`: timers follow event time only.
     pub idle_timer_wall_clock: Option<Duration>,
@@ -231,12 +240,16 @@ impl Settings {
             .map(|(k, v)| (k.as_str(), if is_secret(k) { "***" } else { v.as_str() }))
             .collect();
         format!(
-            "kafka.bootstrap_servers = {}\nkafka.group_id = {}\nkafka.client = {:?}\ntopics = {:?}\n\
+            "kafka.bootstrap_servers = {}\nkafka.group_id = {}\nkafka.instance_id = {}\nkafka.client = {:?}\ntopics = {:?}\n\
              input: clickstream {:?}, profile_commands {:?}, max {} bytes\noutput = {:?}\n\
              state.dir = {}\npipeline: batch {} events / {:?}, commit every {:?}, shutdown deadline {:?}\n\
              http.listen = {}\npolicy = {} (version {}), catalog = {} ({} products)\n",
             self.kafka.bootstrap_servers,
             self.kafka.group_id,
+            self.kafka
+                .instance_id
+                .as_deref()
+                .unwrap_or("(none: dynamic membership)"),
             client,
             self.topics,
             self.clickstream_format,
@@ -279,6 +292,7 @@ impl RawConfig {
             ("topics.dead_letter", &t.dead_letter),
             ("topics.erasure_receipts", &t.erasure_receipts),
             ("topics.catalog", &t.catalog),
+            ("topics.changelog", &t.changelog),
         ];
         for (key, name) in names {
             let valid = !name.is_empty()
@@ -320,6 +334,20 @@ impl RawConfig {
             &mut p,
             (100..=600_000).contains(&self.pipeline.shutdown_deadline_ms),
             "pipeline.shutdown_deadline_ms: must be between 100 and 600000",
+        );
+        require(
+            &mut p,
+            (100..=600_000).contains(&self.pipeline.revoke_deadline_ms),
+            "pipeline.revoke_deadline_ms: must be between 100 and 600000",
+        );
+        let instance = self.kafka.instance_id.trim().to_owned();
+        require(
+            &mut p,
+            instance.len() <= 249
+                && instance
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')),
+            "kafka.instance_id: letters, digits, '.', '_' and '-' only (at most 249), or \"\" for dynamic membership",
         );
         require(
             &mut p,
@@ -400,13 +428,12 @@ impl RawConfig {
             "log.level: must be one of error, warn, info, debug, trace (or a RUST_LOG-style filter)",
         );
         for (key, _) in &self.kafka.client {
-            let managed = [
-                "enable.auto.commit",
-                "enable.auto.offset.store",
-                "enable.idempotence",
-                "acks",
-            ];
-            if managed.contains(&key.replace('_', ".").as_str()) {
+            let dotted = key.replace('_', ".");
+            if dotted == "group.instance.id" {
+                p.push(format!(
+                    "kafka.client.{key}: use kafka.instance_id (static membership) instead"
+                ));
+            } else if tact_kafka::MANAGED_KEYS.contains(&dotted.as_str()) {
                 p.push(format!(
                     "kafka.client.{key}: set by tact for its delivery guarantee; remove it"
                 ));
@@ -427,6 +454,7 @@ impl RawConfig {
             kafka: KafkaSettings {
                 bootstrap_servers: self.kafka.bootstrap_servers,
                 group_id: self.kafka.group_id,
+                instance_id: (!instance.is_empty()).then_some(instance),
                 // Environment variables cannot carry dots: TACT__KAFKA__CLIENT__SASL_PASSWORD means
                 // sasl.password. librdkafka keys use dots, never underscores.
                 client: self
@@ -444,6 +472,7 @@ impl RawConfig {
                 dead_letter: self.topics.dead_letter,
                 erasure_receipts: self.topics.erasure_receipts,
                 catalog: self.topics.catalog,
+                changelog: self.topics.changelog,
             },
             clickstream_format: self.input.clickstream_format,
             profile_commands_format: self.input.profile_commands_format,
@@ -457,6 +486,7 @@ impl RawConfig {
             batch_max_events: usize::try_from(self.pipeline.batch_max_events).unwrap_or(usize::MAX),
             batch_max_wait: Duration::from_millis(self.pipeline.batch_max_wait_ms),
             shutdown_deadline: Duration::from_millis(self.pipeline.shutdown_deadline_ms),
+            revoke_deadline: Duration::from_millis(self.pipeline.revoke_deadline_ms),
             commit_interval: Duration::from_millis(self.pipeline.commit_interval_ms),
             idle_timer_wall_clock: (self.pipeline.idle_timer_wall_clock_ms > 0)
                 .then(|| Duration::from_millis(self.pipeline.idle_timer_wall_clock_ms)),

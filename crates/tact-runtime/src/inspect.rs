@@ -6,10 +6,17 @@
 //! `inferred` (learned from the listed events), `gift_recorded` (bought or looked at for a
 //! recipient), `consent` (with its source and time), `session_only` (dropped at session end).
 
+use crate::pipeline::envelope;
 use serde_json::{json, Value};
-use tact_codec::decode_state;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
 use tact_core::{pending_timers, CustomerState, Policy, Timestamp};
-use tact_store::StateStore;
+use tact_edge::{decode_changelog_key, ChangelogEntry};
+use tact_kafka::rdkafka::consumer::{BaseConsumer, Consumer};
+use tact_kafka::rdkafka::error::KafkaError;
+use tact_kafka::rdkafka::{Message, Offset, TopicPartitionList};
+use tact_kafka::{consumer_config, Membership};
+use tact_store::{StateKey, StateStore};
 
 /// RFC 3339 UTC (milliseconds when out of range).
 fn at(t: Timestamp) -> Value {
@@ -155,22 +162,117 @@ pub fn explain(customer_id: &str, state: Option<&CustomerState>, policy: &Policy
     })
 }
 
-/// Reads and explains one customer: `Ok(None)` when nothing is held.
+/// Reads and explains one customer from a state directory (whichever of its partitions holds
+/// them): `Ok(None)` when nothing is held here.
 pub fn lookup<S: StateStore + ?Sized>(
     store: &S,
     customer_id: &str,
     policy: &Policy,
 ) -> Result<Option<Value>, String> {
-    let raw = store
-        .multi_get(&[customer_id.as_bytes()])
+    let key = StateKey::Customer(customer_id.to_owned());
+    let partitions = store.partitions().map_err(|e| e.to_string())?;
+    let keys: Vec<(i32, &StateKey)> = partitions.iter().map(|p| (*p, &key)).collect();
+    let found = store
+        .multi_get(&keys)
         .map_err(|e| e.to_string())?
-        .pop()
-        .flatten();
-    let Some(bytes) = raw else {
+        .into_iter()
+        .zip(&partitions)
+        .find_map(|(v, p)| v.map(|v| (*p, v)));
+    let Some((partition, bytes)) = found else {
         return Ok(None);
     };
-    let state = decode_state(&bytes).map_err(|e| e.to_string())?;
-    Ok(Some(explain(customer_id, Some(&state), policy)))
+    explain_stored(customer_id, partition, &bytes, policy).map(Some)
+}
+
+fn explain_stored(
+    customer_id: &str,
+    partition: i32,
+    bytes: &[u8],
+    policy: &Policy,
+) -> Result<Value, String> {
+    let (_, state) = envelope::decode(bytes)?;
+    let mut v = explain(customer_id, Some(&state), policy);
+    if let Some(obj) = v.as_object_mut() {
+        obj.insert("partition".into(), json!(partition));
+    }
+    Ok(v)
+}
+
+/// Reads and explains one customer from the changelog topic, whichever instance owns their
+/// partition (and if none does): every partition is read to its end, which costs a read of the
+/// whole (compacted) changelog. `Ok(None)` when nothing is held.
+pub fn lookup_changelog(
+    bootstrap: &str,
+    client: &BTreeMap<String, String>,
+    changelog: &str,
+    customer_id: &str,
+    policy: &Policy,
+    timeout: Duration,
+) -> Result<Option<Value>, String> {
+    let consumer: BaseConsumer = consumer_config(bootstrap, &Membership::Reader, client)
+        .set("enable.partition.eof", "true")
+        .set("client.id", "tact-inspect")
+        .create()
+        .map_err(|e| format!("cannot create a consumer for {bootstrap}: {e}"))?;
+    let md = consumer
+        .fetch_metadata(Some(changelog), Duration::from_secs(10))
+        .map_err(|e| format!("cannot reach Kafka at {bootstrap}: {e}"))?;
+    let partitions: Vec<i32> = md
+        .topics()
+        .iter()
+        .filter(|t| t.name() == changelog && t.error().is_none())
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    if partitions.is_empty() {
+        return Err(format!(
+            "the changelog topic {changelog} does not exist on {bootstrap}"
+        ));
+    }
+    let mut tpl = TopicPartitionList::new();
+    for p in &partitions {
+        tpl.add_partition_offset(changelog, *p, Offset::Beginning)
+            .map_err(|e| e.to_string())?;
+    }
+    consumer.assign(&tpl).map_err(|e| e.to_string())?;
+    let wanted = [
+        b"s".as_slice(),
+        &StateKey::Customer(customer_id.to_owned()).encode(),
+    ]
+    .concat();
+    let mut pending: BTreeSet<i32> = partitions.into_iter().collect();
+    let mut latest: Option<(i32, Option<Vec<u8>>)> = None;
+    let deadline = Instant::now() + timeout;
+    while !pending.is_empty() {
+        if Instant::now() > deadline {
+            return Err(format!(
+                "the changelog {changelog} was not read to its end within {}s (partitions {pending:?} left)",
+                timeout.as_secs()
+            ));
+        }
+        match consumer.poll(Duration::from_millis(200)) {
+            None => {}
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                pending.remove(&p);
+            }
+            Some(Err(e)) => return Err(format!("cannot read the changelog {changelog}: {e}")),
+            Some(Ok(m)) => {
+                if m.key() == Some(wanted.as_slice()) {
+                    debug_assert!(matches!(
+                        decode_changelog_key(&wanted),
+                        ChangelogEntry::State(_)
+                    ));
+                    latest = Some((m.partition(), m.payload().map(<[u8]>::to_vec)));
+                }
+            }
+        }
+    }
+    match latest {
+        Some((partition, Some(bytes))) => {
+            explain_stored(customer_id, partition, &bytes, policy).map(Some)
+        }
+        // Never written, or deleted last (an erasure's tombstone).
+        _ => Ok(None),
+    }
 }
 
 #[cfg(test)]

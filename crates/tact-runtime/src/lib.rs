@@ -1,17 +1,17 @@
-//! tact-runtime: everything between the process and the pure core.
+//! tact-runtime: the decision pipeline between the process and the pure core.
 //!
-//! Owns validated settings, the pipeline loop (consume, decode, skip applied offsets, fold, one
-//! atomic store commit, produce from the outbox, commit offsets in order after delivery),
-//! backpressure, drain and shutdown, and the synthetic clickstream generator. Invariant: an input
-//! offset is committed to Kafka only after the state it produced and its outgoing records are in
-//! the store, and every outgoing record is acknowledged by the broker.
+//! Owns validated settings ([`config`]), the pipeline job that runs on the stateful edge
+//! ([`pipeline`]: decode once, interleave the two inputs in event time, fold through the core,
+//! timers, releases, erasure), its service wiring ([`service`]), "what do you know about me"
+//! ([`inspect`]) and the synthetic clickstream ([`generator`], [`feed`]). Invariant: nothing here
+//! talks to Kafka or commits on its own; the edge does, so an input offset is committed only
+//! after the state it produced, and every record produced from it, are durable.
 
 pub mod config;
-pub mod demo;
-pub mod engine;
 pub mod feed;
 pub mod generator;
 pub mod inspect;
-pub mod interleave;
-pub mod outbox;
 pub mod pipeline;
+pub mod service;
+
+pub use pipeline::RunSummary;

@@ -1,64 +1,87 @@
-//! tact-store: where per-customer state, applied input offsets and the outbox live.
+//! tact-store: where per-partition state, its metadata, the outbox and the local bookkeeping live.
 //!
-//! Invariant: a [`Commit`] is atomic. The next state of every customer in a batch, the offset of
-//! the last input applied per partition, and the outgoing records produced from that batch are
-//! written together or not at all, so after any crash the store is at a batch boundary: replaying
-//! input at or below `applied_offset` is skipped, and the outbox holds exactly what was decided but
-//! not yet acknowledged by the broker. Values are opaque bytes; this crate knows no event types.
+//! Invariants:
+//! * A [`Commit`] is atomic. The next state of every key in a batch, the applied input offsets
+//!   and the outgoing records produced from that batch are written together or not at all, so
+//!   after any crash the store is at a batch boundary.
+//! * Every key belongs to one input partition ([`keys`] is the one layout, and the only code that
+//!   turns keys into bytes), so a partition's data can be dropped, restored and compacted alone.
+//! * `state` and `meta` are what a partition's changelog replicates; `timers` and `index` are
+//!   derived from the state and rebuilt on restore; `outbox` and `local` describe this store
+//!   only. Values are opaque bytes: this crate knows no event types.
 
+pub mod conformance;
+pub mod keys;
 mod memory;
 mod rocks;
 
-pub mod conformance;
-
+pub use keys::{
+    IndexKey, IndexPrefix, LocalKey, MetaKey, Partition, StateKey, StateKind, Timer, PROCESS,
+};
 pub use memory::MemoryStore;
 pub use rocks::{RocksOptions, RocksStore};
 
-/// (key, value) pairs of the secondary index.
-pub type IndexEntries = Vec<(Vec<u8>, Vec<u8>)>;
-
-/// One atomic write: state changes, applied offsets and outbox changes.
+/// One atomic write. `drop_partitions` is applied first, so a commit can replace a partition.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Commit {
-    pub state_puts: Vec<(Vec<u8>, Vec<u8>)>,
-    pub state_deletes: Vec<Vec<u8>>,
-    /// (topic, partition, offset of the last record applied).
-    pub offsets: Vec<(String, i32, i64)>,
-    /// (sequence number, record); sequence numbers only grow.
-    pub outbox_puts: Vec<(u64, Vec<u8>)>,
-    pub outbox_deletes: Vec<u64>,
-    /// Durable timers to add and remove.
+    /// Everything of these partitions goes, in every keyspace.
+    pub drop_partitions: Vec<Partition>,
+    pub state_puts: Vec<(Partition, StateKey, Vec<u8>)>,
+    pub state_deletes: Vec<(Partition, StateKey)>,
+    pub meta_puts: Vec<(Partition, MetaKey, Vec<u8>)>,
+    pub local_puts: Vec<(Partition, LocalKey, Vec<u8>)>,
+    pub local_deletes: Vec<(Partition, LocalKey)>,
+    /// (partition, sequence number, record); sequence numbers only grow.
+    pub outbox_puts: Vec<(Partition, u64, Vec<u8>)>,
+    pub outbox_deletes: Vec<(Partition, u64)>,
     pub timer_puts: Vec<Timer>,
     pub timer_deletes: Vec<Timer>,
-    /// Small named values (e.g. the event-time watermark).
-    pub meta_puts: Vec<(String, i64)>,
-    /// Secondary index entries (e.g. who follows whom) and progress markers, by opaque key.
-    pub index_puts: Vec<(Vec<u8>, Vec<u8>)>,
-    pub index_deletes: Vec<Vec<u8>>,
+    pub index_puts: Vec<(Partition, IndexKey, Vec<u8>)>,
+    pub index_deletes: Vec<(Partition, IndexKey)>,
 }
 
 impl Commit {
     pub fn is_empty(&self) -> bool {
-        self.state_puts.is_empty()
+        self.drop_partitions.is_empty()
+            && self.state_puts.is_empty()
             && self.state_deletes.is_empty()
-            && self.offsets.is_empty()
+            && self.meta_puts.is_empty()
+            && self.local_puts.is_empty()
+            && self.local_deletes.is_empty()
             && self.outbox_puts.is_empty()
             && self.outbox_deletes.is_empty()
             && self.timer_puts.is_empty()
             && self.timer_deletes.is_empty()
-            && self.meta_puts.is_empty()
             && self.index_puts.is_empty()
             && self.index_deletes.is_empty()
     }
+
+    /// Appends `other`'s writes (after this commit's own).
+    pub fn extend(&mut self, other: Commit) {
+        self.drop_partitions.extend(other.drop_partitions);
+        self.state_puts.extend(other.state_puts);
+        self.state_deletes.extend(other.state_deletes);
+        self.meta_puts.extend(other.meta_puts);
+        self.local_puts.extend(other.local_puts);
+        self.local_deletes.extend(other.local_deletes);
+        self.outbox_puts.extend(other.outbox_puts);
+        self.outbox_deletes.extend(other.outbox_deletes);
+        self.timer_puts.extend(other.timer_puts);
+        self.timer_deletes.extend(other.timer_deletes);
+        self.index_puts.extend(other.index_puts);
+        self.index_deletes.extend(other.index_deletes);
+    }
 }
 
-/// A durable timer: `key` (a customer) needs attention at event time `due` on input `partition`.
-/// Timers are ordered by partition, then due time, then key.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Timer {
-    pub partition: i32,
-    pub due: i64,
-    pub key: Vec<u8>,
+/// What a purge makes physically gone from the files (and the write-ahead log).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Purge {
+    /// One key's deleted values, and its partition's derived entries and acknowledged outbox.
+    Key(Partition, StateKey),
+    /// Everything deleted of one partition (after it was dropped).
+    Partition(Partition),
+    /// Everything deleted anywhere (after a crash interrupted a purge).
+    All,
 }
 
 /// A store failure, classified by what the caller should do.
@@ -72,141 +95,174 @@ pub enum StoreError {
     Fatal(String),
 }
 
-/// The storage the pipeline needs. Implementations must pass [`conformance::run_all`].
-pub trait StateStore: Send {
-    /// Current values of `keys` in the state keyspace, in the same order.
-    fn multi_get(&self, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>, StoreError>;
+/// Entries of one keyspace.
+pub type StateEntries = Vec<(StateKey, Vec<u8>)>;
+pub type IndexEntries = Vec<(IndexKey, Vec<u8>)>;
 
-    /// The offset of the last record applied from `topic`/`partition`, if any.
-    fn applied_offset(&self, topic: &str, partition: i32) -> Result<Option<i64>, StoreError>;
+/// The storage the edge and its jobs need. Implementations must pass [`conformance::run_all`].
+pub trait StateStore: Send + Sync {
+    /// Current state values of `keys`, in the same order.
+    fn multi_get(
+        &self,
+        keys: &[(Partition, &StateKey)],
+    ) -> Result<Vec<Option<Vec<u8>>>, StoreError>;
+
+    /// State entries of `kind` in partition `p` sorting after `after` (from the first when
+    /// `None`), in key order, at most `limit`.
+    fn scan_state(
+        &self,
+        p: Partition,
+        kind: StateKind,
+        after: Option<&StateKey>,
+        limit: usize,
+    ) -> Result<StateEntries, StoreError>;
+
+    fn meta(&self, p: Partition, key: &MetaKey) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Every metadata entry of partition `p`.
+    fn metas(&self, p: Partition) -> Result<Vec<(MetaKey, Vec<u8>)>, StoreError>;
+
+    fn local(&self, p: Partition, key: LocalKey) -> Result<Option<Vec<u8>>, StoreError>;
 
     /// Writes `commit` atomically.
     fn commit(&self, commit: &Commit) -> Result<(), StoreError>;
 
-    /// Every outbox record not yet deleted, in sequence order.
-    fn pending_outbox(&self) -> Result<Vec<(u64, Vec<u8>)>, StoreError>;
+    /// Outbox records of partition `p` not yet deleted, in sequence order.
+    fn outbox(&self, p: Partition) -> Result<Vec<(u64, Vec<u8>)>, StoreError>;
 
-    /// One past the highest outbox sequence number ever written and still present (0 if none).
-    fn next_outbox_seq(&self) -> Result<u64, StoreError>;
-
-    /// Makes every commit so far survive power loss (not only a process crash).
-    fn sync(&self) -> Result<(), StoreError>;
+    /// Partitions (not [`PROCESS`]) holding anything in any keyspace, ascending.
+    fn partitions(&self) -> Result<Vec<Partition>, StoreError>;
 
     /// Timers of `partition` due in `from..=until`, earliest first, at most `limit`. Bounded on
     /// both sides so a scan never walks deleted entries outside the range.
     fn timers_in(
         &self,
-        partition: i32,
+        partition: Partition,
         from: i64,
         until: i64,
         limit: usize,
     ) -> Result<Vec<Timer>, StoreError>;
 
-    /// A named value written with `meta_puts`.
-    fn meta(&self, name: &str) -> Result<Option<i64>, StoreError>;
-
-    /// Index entries whose key starts with `prefix` and sorts after `after` (all of them when
-    /// `None`), in key order, at most `limit`.
+    /// Index entries of partition `p` under `prefix` sorting after `after` (all when `None`), in
+    /// key order, at most `limit`.
     fn index_scan(
         &self,
-        prefix: &[u8],
-        after: Option<&[u8]>,
+        p: Partition,
+        prefix: &IndexPrefix,
+        after: Option<&IndexKey>,
         limit: usize,
     ) -> Result<IndexEntries, StoreError>;
+
+    /// Makes every commit so far survive power loss (not only a process crash).
+    fn sync(&self) -> Result<(), StoreError>;
 
     /// Approximate bytes on disk (0 for the in-memory store).
     fn size_bytes(&self) -> u64;
 
-    /// Makes an erasure of `key` real on disk: its deleted state, its timer entries and any
-    /// acknowledged outbox records leave the files (and the write-ahead log). Returns whether
-    /// files were rewritten (false for a store without files).
-    /// `None` purges every customer's deleted values (after a crash interrupted a purge).
-    fn purge(&self, key: Option<&[u8]>) -> Result<bool, StoreError>;
+    /// Makes deleted values physically gone from the files. Returns whether files were rewritten
+    /// (false for a store without files).
+    fn purge(&self, what: &Purge) -> Result<bool, StoreError>;
 }
 
 /// Shared ownership: the pipeline writes through one handle while read-only views (the admin
 /// endpoint) read through another.
-impl<T: StateStore + Sync> StateStore for std::sync::Arc<T> {
-    fn multi_get(&self, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+impl<T: StateStore> StateStore for std::sync::Arc<T> {
+    fn multi_get(
+        &self,
+        keys: &[(Partition, &StateKey)],
+    ) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
         (**self).multi_get(keys)
     }
-    fn applied_offset(&self, topic: &str, partition: i32) -> Result<Option<i64>, StoreError> {
-        (**self).applied_offset(topic, partition)
+    fn scan_state(
+        &self,
+        p: Partition,
+        kind: StateKind,
+        after: Option<&StateKey>,
+        limit: usize,
+    ) -> Result<StateEntries, StoreError> {
+        (**self).scan_state(p, kind, after, limit)
+    }
+    fn meta(&self, p: Partition, key: &MetaKey) -> Result<Option<Vec<u8>>, StoreError> {
+        (**self).meta(p, key)
+    }
+    fn metas(&self, p: Partition) -> Result<Vec<(MetaKey, Vec<u8>)>, StoreError> {
+        (**self).metas(p)
+    }
+    fn local(&self, p: Partition, key: LocalKey) -> Result<Option<Vec<u8>>, StoreError> {
+        (**self).local(p, key)
     }
     fn commit(&self, commit: &Commit) -> Result<(), StoreError> {
         (**self).commit(commit)
     }
-    fn pending_outbox(&self) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
-        (**self).pending_outbox()
+    fn outbox(&self, p: Partition) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        (**self).outbox(p)
     }
-    fn next_outbox_seq(&self) -> Result<u64, StoreError> {
-        (**self).next_outbox_seq()
-    }
-    fn sync(&self) -> Result<(), StoreError> {
-        (**self).sync()
+    fn partitions(&self) -> Result<Vec<Partition>, StoreError> {
+        (**self).partitions()
     }
     fn timers_in(
         &self,
-        partition: i32,
+        partition: Partition,
         from: i64,
         until: i64,
         limit: usize,
     ) -> Result<Vec<Timer>, StoreError> {
         (**self).timers_in(partition, from, until, limit)
     }
-    fn meta(&self, name: &str) -> Result<Option<i64>, StoreError> {
-        (**self).meta(name)
-    }
     fn index_scan(
         &self,
-        prefix: &[u8],
-        after: Option<&[u8]>,
+        p: Partition,
+        prefix: &IndexPrefix,
+        after: Option<&IndexKey>,
         limit: usize,
     ) -> Result<IndexEntries, StoreError> {
-        (**self).index_scan(prefix, after, limit)
+        (**self).index_scan(p, prefix, after, limit)
+    }
+    fn sync(&self) -> Result<(), StoreError> {
+        (**self).sync()
     }
     fn size_bytes(&self) -> u64 {
         (**self).size_bytes()
     }
-    fn purge(&self, key: Option<&[u8]>) -> Result<bool, StoreError> {
-        (**self).purge(key)
+    fn purge(&self, what: &Purge) -> Result<bool, StoreError> {
+        (**self).purge(what)
     }
 }
 
-/// Timer keys sort by partition, then due time: flipping the sign bit makes big-endian bytes
-/// order like the signed numbers.
-fn timer_prefix(partition: i32, due: i64) -> Vec<u8> {
-    let mut out = Vec::with_capacity(12);
-    out.extend_from_slice(&((partition as u32) ^ (1 << 31)).to_be_bytes());
-    out.extend_from_slice(&((due as u64) ^ (1 << 63)).to_be_bytes());
-    out
+/// An `i64` value as stored (big-endian).
+pub fn encode_i64(v: i64) -> Vec<u8> {
+    v.to_be_bytes().to_vec()
 }
 
-fn timer_key(t: &Timer) -> Vec<u8> {
-    let mut out = timer_prefix(t.partition, t.due);
-    out.extend_from_slice(&t.key);
-    out
+/// The `i64` stored by [`encode_i64`] (`None` if the bytes are not one).
+pub fn decode_i64(bytes: &[u8]) -> Option<i64> {
+    <[u8; 8]>::try_from(bytes).ok().map(i64::from_be_bytes)
 }
 
-fn parse_timer_key(raw: &[u8]) -> Option<Timer> {
-    let (partition, rest) = raw.split_first_chunk::<4>()?;
-    let (due, key) = rest.split_first_chunk::<8>()?;
-    Some(Timer {
-        partition: (u32::from_be_bytes(*partition) ^ (1 << 31)) as i32,
-        due: (u64::from_be_bytes(*due) ^ (1 << 63)) as i64,
-        key: key.to_vec(),
-    })
-}
-
-fn meta_key(name: &str) -> Vec<u8> {
-    format!("meta/{name}").into_bytes()
-}
-
-fn offset_key(topic: &str, partition: i32) -> Vec<u8> {
-    let mut key = Vec::with_capacity(topic.len() + 6);
-    key.extend_from_slice(b"applied/");
-    key.extend_from_slice(topic.as_bytes());
-    key.push(0);
-    key.extend_from_slice(&partition.to_be_bytes());
-    key
+/// Runs `op` until it stops reporting [`StoreError::Transient`]: exponential back-off (from 20 ms,
+/// capped at 1 s, at most `max_attempts` tries), giving up early once `stop()` says the process is
+/// stopping (the last error is returned then). The one retry rule for store writes.
+pub fn with_retry<T>(
+    max_attempts: usize,
+    stop: &dyn Fn() -> bool,
+    mut op: impl FnMut() -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    use backon::BackoffBuilder;
+    let mut delays = backon::ExponentialBuilder::default()
+        .with_min_delay(std::time::Duration::from_millis(20))
+        .with_max_delay(std::time::Duration::from_secs(1))
+        .with_max_times(max_attempts.saturating_sub(1))
+        .build();
+    loop {
+        match op() {
+            Err(StoreError::Transient(e)) if !stop() => match delays.next() {
+                Some(pause) => {
+                    tracing::warn!(error = %e, retry_in = ?pause, "state store busy; retrying");
+                    std::thread::sleep(pause);
+                }
+                None => return Err(StoreError::Transient(e)),
+            },
+            other => return other,
+        }
+    }
 }

@@ -1,22 +1,31 @@
-//! The RocksDB store. Five column families: `state` (customer id -> encoded state), `meta`
-//! (applied offsets, watermarks), `outbox` (big-endian sequence -> record), `timers` (the due-time
-//! index) and `index` (secondary indexes such as followers), written through one WriteBatch.
+//! The RocksDB store. One column family per keyspace (`state`, `meta`, `local`, `outbox`,
+//! `timers`, `index`), all written through one WriteBatch; every key starts with its partition
+//! (see [`crate::keys`]).
 
+use crate::keys::{
+    outbox_key, parse_outbox_key, parse_timer_key, partition_range, prefix_end, scoped, timer_key,
+    timer_prefix, unscope,
+};
 use crate::{
-    meta_key, offset_key, parse_timer_key, timer_key, timer_prefix, Commit, StateStore, StoreError,
-    Timer,
+    Commit, IndexEntries, IndexKey, IndexPrefix, LocalKey, MetaKey, Partition, Purge, StateEntries,
+    StateKey, StateKind, StateStore, StoreError, Timer, PROCESS,
 };
 use rocksdb::{
-    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, ErrorKind, IteratorMode,
-    Options, WriteBatch, WriteOptions, DB,
+    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, Direction, ErrorKind,
+    IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions, DB,
 };
 use std::path::Path;
 
 const CF_STATE: &str = "state";
 const CF_META: &str = "meta";
+const CF_LOCAL: &str = "local";
 const CF_OUTBOX: &str = "outbox";
 const CF_TIMERS: &str = "timers";
 const CF_INDEX: &str = "index";
+const ALL_CFS: [&str; 6] = [CF_STATE, CF_META, CF_LOCAL, CF_OUTBOX, CF_TIMERS, CF_INDEX];
+
+/// The layout this version writes. A store written with another one is refused at open.
+pub const LAYOUT_VERSION: i64 = 3;
 
 /// Tuning that matters in production; everything else keeps RocksDB's defaults (including the
 /// WAL recovery mode, which tolerates a torn last record after `kill -9`).
@@ -24,7 +33,7 @@ const CF_INDEX: &str = "index";
 pub struct RocksOptions {
     /// Shared block cache for state reads.
     pub block_cache_bytes: usize,
-    /// Memtable size per column family before a flush.
+    /// Memtable size of the state column family before a flush.
     pub write_buffer_bytes: usize,
 }
 
@@ -73,17 +82,36 @@ fn descriptors(opts: &RocksOptions) -> Vec<ColumnFamilyDescriptor> {
     state.set_compression_type(DBCompressionType::Lz4);
     state.set_write_buffer_size(opts.write_buffer_bytes);
     let small = Options::default();
-    vec![
-        ColumnFamilyDescriptor::new(CF_STATE, state),
-        ColumnFamilyDescriptor::new(CF_META, small.clone()),
-        ColumnFamilyDescriptor::new(CF_OUTBOX, small.clone()),
-        ColumnFamilyDescriptor::new(CF_TIMERS, small.clone()),
-        ColumnFamilyDescriptor::new(CF_INDEX, small),
-    ]
+    ALL_CFS
+        .iter()
+        .map(|name| {
+            let o = if *name == CF_STATE {
+                state.clone()
+            } else {
+                small.clone()
+            };
+            ColumnFamilyDescriptor::new(*name, o)
+        })
+        .collect()
+}
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError::Fatal(format!("{what} is corrupt"))
+}
+
+/// Reads with `[lower, upper)` bounds (iterators never walk outside them).
+fn bounded(lower: Vec<u8>, upper: Option<Vec<u8>>) -> ReadOptions {
+    let mut opts = ReadOptions::default();
+    opts.set_iterate_lower_bound(lower);
+    if let Some(u) = upper {
+        opts.set_iterate_upper_bound(u);
+    }
+    opts
 }
 
 impl RocksStore {
-    /// Opens (creating if needed) the store in `dir`. Fails if another process holds it.
+    /// Opens (creating if needed) the store in `dir`. Fails if another process holds it, or if it
+    /// was written with another layout.
     pub fn open(dir: &Path, opts: &RocksOptions) -> Result<RocksStore, StoreError> {
         let mut db_opts = Options::default();
         db_opts.create_if_missing(true);
@@ -92,16 +120,50 @@ impl RocksStore {
         // The manifest logs file boundaries, which are keys: rolling it often bounds how long an
         // erased customer's key can linger there (it is also rewritten at every open).
         db_opts.set_max_manifest_file_size(1 << 20);
+        if dir.join("CURRENT").exists() {
+            let cfs = DB::list_cf(&db_opts, dir).map_err(|e| {
+                StoreError::Fatal(format!(
+                    "cannot open state directory {}: {e}",
+                    dir.display()
+                ))
+            })?;
+            if !cfs.iter().any(|c| c == CF_LOCAL) {
+                return Err(StoreError::Fatal(format!(
+                    "state directory {} was written by an earlier tact (layout before {LAYOUT_VERSION}); \
+                     move it away: partitions are restored from their changelog",
+                    dir.display()
+                )));
+            }
+        }
         let db = DB::open_cf_descriptors(&db_opts, dir, descriptors(opts)).map_err(|e| {
             StoreError::Fatal(format!(
                 "cannot open state directory {}: {e}",
                 dir.display()
             ))
         })?;
-        Ok(RocksStore {
+        let store = RocksStore {
             db,
             write: WriteOptions::default(),
-        })
+        };
+        match store.local(PROCESS, LocalKey::LayoutVersion)? {
+            None => store.commit(&Commit {
+                local_puts: vec![(
+                    PROCESS,
+                    LocalKey::LayoutVersion,
+                    crate::encode_i64(LAYOUT_VERSION),
+                )],
+                ..Commit::default()
+            })?,
+            Some(v) if crate::decode_i64(&v) == Some(LAYOUT_VERSION) => {}
+            Some(v) => {
+                return Err(StoreError::Fatal(format!(
+                    "state directory {} has layout {:?}, this tact writes {LAYOUT_VERSION}",
+                    dir.display(),
+                    crate::decode_i64(&v)
+                )))
+            }
+        }
+        Ok(store)
     }
 
     /// Opens an existing store read-only (e.g. `tact inspect` beside a running pipeline).
@@ -136,7 +198,7 @@ impl RocksStore {
 
     /// Flushes memtables to files (used before inspecting raw files and by erasure).
     pub fn flush(&self) -> Result<(), StoreError> {
-        for name in [CF_STATE, CF_META, CF_OUTBOX, CF_TIMERS] {
+        for name in ALL_CFS {
             self.db.flush_cf(self.cf(name)?).map_err(classify)?;
         }
         Ok(())
@@ -149,52 +211,133 @@ impl RocksStore {
             .ok()
             .flatten()
     }
+
+    fn compact(&self, cf: &str, range: Option<(&[u8], &[u8])>) -> Result<(), StoreError> {
+        // Bottommost compaction too: otherwise old values can survive in a file that only looks
+        // compacted, which would make erasure a lie.
+        let mut opts = rocksdb::CompactOptions::default();
+        opts.set_bottommost_level_compaction(rocksdb::BottommostLevelCompaction::Force);
+        opts.set_exclusive_manual_compaction(true);
+        let cf = self.cf(cf)?;
+        match range {
+            Some((lo, hi)) => self.db.compact_range_cf_opt(cf, Some(lo), Some(hi), &opts),
+            None => self
+                .db
+                .compact_range_cf_opt(cf, None::<&[u8]>, None::<&[u8]>, &opts),
+        }
+        Ok(())
+    }
+
+    fn get(&self, cf: &str, key: Vec<u8>) -> Result<Option<Vec<u8>>, StoreError> {
+        self.db.get_cf(self.cf(cf)?, key).map_err(classify)
+    }
 }
 
 impl StateStore for RocksStore {
-    fn multi_get(&self, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+    fn multi_get(
+        &self,
+        keys: &[(Partition, &StateKey)],
+    ) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
         let cf = self.cf(CF_STATE)?;
+        let raw: Vec<Vec<u8>> = keys.iter().map(|(p, k)| scoped(*p, &k.encode())).collect();
         self.db
-            .batched_multi_get_cf(cf, keys.iter().copied(), false)
+            .batched_multi_get_cf(cf, raw.iter(), false)
             .into_iter()
             .map(|r| r.map(|v| v.map(|s| s.to_vec())).map_err(classify))
             .collect()
     }
 
-    fn applied_offset(&self, topic: &str, partition: i32) -> Result<Option<i64>, StoreError> {
-        let raw = self
-            .db
-            .get_cf(self.cf(CF_META)?, offset_key(topic, partition))
-            .map_err(classify)?;
-        raw.map(|v| {
-            <[u8; 8]>::try_from(v.as_slice())
-                .map(i64::from_be_bytes)
-                .map_err(|_| {
-                    StoreError::Fatal(format!("applied offset of {topic}/{partition} is corrupt"))
-                })
-        })
-        .transpose()
+    fn scan_state(
+        &self,
+        p: Partition,
+        kind: StateKind,
+        after: Option<&StateKey>,
+        limit: usize,
+    ) -> Result<StateEntries, StoreError> {
+        let prefix = scoped(p, &[kind.tag()]);
+        let opts = bounded(prefix.clone(), prefix_end(&prefix));
+        let from = after.map(|a| scoped(p, &a.encode()));
+        let mode = match &from {
+            Some(a) => IteratorMode::From(a, Direction::Forward),
+            None => IteratorMode::Start,
+        };
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf_opt(self.cf(CF_STATE)?, opts, mode) {
+            let (k, v) = item.map_err(classify)?;
+            if from.as_deref().is_some_and(|a| *k <= *a) {
+                continue;
+            }
+            if out.len() >= limit {
+                break;
+            }
+            let (_, rest) = unscope(&k).ok_or_else(|| corrupt("a state key"))?;
+            out.push((
+                StateKey::decode(rest).ok_or_else(|| corrupt("a state key"))?,
+                v.to_vec(),
+            ));
+        }
+        Ok(out)
+    }
+
+    fn meta(&self, p: Partition, key: &MetaKey) -> Result<Option<Vec<u8>>, StoreError> {
+        self.get(CF_META, scoped(p, &key.encode()))
+    }
+
+    fn metas(&self, p: Partition) -> Result<Vec<(MetaKey, Vec<u8>)>, StoreError> {
+        let (lo, hi) = partition_range(p);
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf_opt(
+            self.cf(CF_META)?,
+            bounded(lo, Some(hi)),
+            IteratorMode::Start,
+        ) {
+            let (k, v) = item.map_err(classify)?;
+            let (_, rest) = unscope(&k).ok_or_else(|| corrupt("a meta key"))?;
+            out.push((
+                MetaKey::decode(rest).ok_or_else(|| corrupt("a meta key"))?,
+                v.to_vec(),
+            ));
+        }
+        Ok(out)
+    }
+
+    fn local(&self, p: Partition, key: LocalKey) -> Result<Option<Vec<u8>>, StoreError> {
+        self.get(CF_LOCAL, scoped(p, key.encode()))
     }
 
     fn commit(&self, c: &Commit) -> Result<(), StoreError> {
-        let (state, meta, outbox, timers) = (
+        let (state, meta, local, outbox, timers, index) = (
             self.cf(CF_STATE)?,
             self.cf(CF_META)?,
+            self.cf(CF_LOCAL)?,
             self.cf(CF_OUTBOX)?,
             self.cf(CF_TIMERS)?,
+            self.cf(CF_INDEX)?,
         );
         let mut batch = WriteBatch::default();
-        for (k, v) in &c.state_puts {
-            batch.put_cf(state, k, v);
+        for p in &c.drop_partitions {
+            let (lo, hi) = partition_range(*p);
+            for cf in [state, meta, local, outbox, timers, index] {
+                batch.delete_range_cf(cf, &lo, &hi);
+            }
         }
-        for k in &c.state_deletes {
-            batch.delete_cf(state, k);
+        for (p, k, v) in &c.state_puts {
+            batch.put_cf(state, scoped(*p, &k.encode()), v);
         }
-        for (topic, partition, offset) in &c.offsets {
-            batch.put_cf(meta, offset_key(topic, *partition), offset.to_be_bytes());
+        for (p, k) in &c.state_deletes {
+            batch.delete_cf(state, scoped(*p, &k.encode()));
         }
-        for (seq, v) in &c.outbox_puts {
-            batch.put_cf(outbox, seq.to_be_bytes(), v);
+        for (p, k, v) in &c.meta_puts {
+            batch.put_cf(meta, scoped(*p, &k.encode()), v);
+        }
+        for (p, k) in &c.local_deletes {
+            batch.delete_cf(local, scoped(*p, k.encode()));
+        }
+        for (p, k, v) in &c.local_puts {
+            batch.put_cf(local, scoped(*p, k.encode()), v);
+        }
+        for (p, seq, v) in &c.outbox_puts {
+            batch.put_cf(outbox, outbox_key(*p, *seq), v);
         }
         // Acknowledged records come in runs of consecutive sequence numbers: one range tombstone
         // per run instead of one per record keeps the outbox cheap to write and to scan.
@@ -203,16 +346,16 @@ impl StateStore for RocksStore {
         seqs.dedup();
         let mut i = 0;
         while i < seqs.len() {
-            let start = seqs[i];
+            let (p, start) = seqs[i];
             let mut end = start;
-            while i + 1 < seqs.len() && seqs[i + 1] == end + 1 {
+            while i + 1 < seqs.len() && seqs[i + 1] == (p, end + 1) {
                 i += 1;
-                end = seqs[i];
+                end = seqs[i].1;
             }
             if end == start {
-                batch.delete_cf(outbox, start.to_be_bytes());
+                batch.delete_cf(outbox, outbox_key(p, start));
             } else {
-                batch.delete_range_cf(outbox, start.to_be_bytes(), (end + 1).to_be_bytes());
+                batch.delete_range_cf(outbox, outbox_key(p, start), outbox_key(p, end + 1));
             }
             i += 1;
         }
@@ -222,56 +365,58 @@ impl StateStore for RocksStore {
         for t in &c.timer_puts {
             batch.put_cf(timers, timer_key(t), []);
         }
-        for (name, v) in &c.meta_puts {
-            batch.put_cf(meta, meta_key(name), v.to_be_bytes());
+        for (p, k) in &c.index_deletes {
+            batch.delete_cf(index, scoped(*p, &k.encode()));
         }
-        if !c.index_puts.is_empty() || !c.index_deletes.is_empty() {
-            let index = self.cf(CF_INDEX)?;
-            for k in &c.index_deletes {
-                batch.delete_cf(index, k);
-            }
-            for (k, v) in &c.index_puts {
-                batch.put_cf(index, k, v);
-            }
+        for (p, k, v) in &c.index_puts {
+            batch.put_cf(index, scoped(*p, &k.encode()), v);
         }
         self.db.write_opt(batch, &self.write).map_err(classify)
     }
 
-    fn pending_outbox(&self) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+    fn outbox(&self, p: Partition) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        let (lo, hi) = partition_range(p);
         let mut out = Vec::new();
-        for item in self
-            .db
-            .iterator_cf(self.cf(CF_OUTBOX)?, IteratorMode::Start)
-        {
+        for item in self.db.iterator_cf_opt(
+            self.cf(CF_OUTBOX)?,
+            bounded(lo, Some(hi)),
+            IteratorMode::Start,
+        ) {
             let (k, v) = item.map_err(classify)?;
-            let seq = <[u8; 8]>::try_from(&*k)
-                .map(u64::from_be_bytes)
-                .map_err(|_| StoreError::Fatal("outbox key is corrupt".into()))?;
+            let (_, seq) = parse_outbox_key(&k).ok_or_else(|| corrupt("an outbox key"))?;
             out.push((seq, v.to_vec()));
         }
         Ok(out)
     }
 
-    fn next_outbox_seq(&self) -> Result<u64, StoreError> {
-        let mut it = self.db.iterator_cf(self.cf(CF_OUTBOX)?, IteratorMode::End);
-        match it.next() {
-            None => Ok(0),
-            Some(item) => {
+    fn partitions(&self) -> Result<Vec<Partition>, StoreError> {
+        let mut found = std::collections::BTreeSet::new();
+        for name in ALL_CFS {
+            let cf = self.cf(name)?;
+            // Skip from one partition's range to the next: one seek per partition present.
+            let mut from = partition_range(PROCESS).1;
+            loop {
+                let mut it = self
+                    .db
+                    .iterator_cf(cf, IteratorMode::From(&from, Direction::Forward));
+                let Some(item) = it.next() else {
+                    break;
+                };
                 let (k, _) = item.map_err(classify)?;
-                <[u8; 8]>::try_from(&*k)
-                    .map(|b| u64::from_be_bytes(b) + 1)
-                    .map_err(|_| StoreError::Fatal("outbox key is corrupt".into()))
+                let (p, _) = unscope(&k).ok_or_else(|| corrupt("a key"))?;
+                found.insert(p);
+                match p.checked_add(1) {
+                    Some(next) => from = partition_range(next).0,
+                    None => break,
+                }
             }
         }
-    }
-
-    fn sync(&self) -> Result<(), StoreError> {
-        self.db.flush_wal(true).map_err(classify)
+        Ok(found.into_iter().collect())
     }
 
     fn timers_in(
         &self,
-        partition: i32,
+        partition: Partition,
         from: i64,
         until: i64,
         limit: usize,
@@ -280,83 +425,64 @@ impl StateStore for RocksStore {
         if from > until {
             return Ok(out);
         }
-        let mut opts = rocksdb::ReadOptions::default();
-        opts.set_iterate_lower_bound(timer_prefix(partition, from));
         // Exclusive upper bound: the first key past `until` (the next partition when `until` is
         // the largest due time).
         let upper = match until.checked_add(1) {
             Some(next) => timer_prefix(partition, next),
-            None => match partition.checked_add(1) {
-                Some(p) => timer_prefix(p, i64::MIN),
-                None => vec![0xff; 13],
-            },
+            None => partition_range(partition).1,
         };
-        opts.set_iterate_upper_bound(upper);
+        let opts = bounded(timer_prefix(partition, from), Some(upper));
         for item in self
             .db
             .iterator_cf_opt(self.cf(CF_TIMERS)?, opts, IteratorMode::Start)
         {
             let (k, _) = item.map_err(classify)?;
-            let timer = parse_timer_key(&k)
-                .ok_or_else(|| StoreError::Fatal("timer key is corrupt".into()))?;
             if out.len() >= limit {
                 break;
             }
-            out.push(timer);
+            out.push(parse_timer_key(&k).ok_or_else(|| corrupt("a timer key"))?);
         }
         Ok(out)
     }
 
-    fn meta(&self, name: &str) -> Result<Option<i64>, StoreError> {
-        let raw = self
-            .db
-            .get_cf(self.cf(CF_META)?, meta_key(name))
-            .map_err(classify)?;
-        raw.map(|v| {
-            <[u8; 8]>::try_from(v.as_slice())
-                .map(i64::from_be_bytes)
-                .map_err(|_| StoreError::Fatal(format!("meta value {name} is corrupt")))
-        })
-        .transpose()
-    }
-
     fn index_scan(
         &self,
-        prefix: &[u8],
-        after: Option<&[u8]>,
+        p: Partition,
+        prefix: &IndexPrefix,
+        after: Option<&IndexKey>,
         limit: usize,
-    ) -> Result<crate::IndexEntries, StoreError> {
-        let mut opts = rocksdb::ReadOptions::default();
-        opts.set_iterate_lower_bound(prefix.to_vec());
-        // Exclusive upper bound: the prefix with its last non-0xff byte incremented.
-        let mut upper = prefix.to_vec();
-        while upper.last() == Some(&0xff) {
-            upper.pop();
-        }
-        if let Some(last) = upper.last_mut() {
-            *last += 1;
-            opts.set_iterate_upper_bound(upper);
-        }
-        let start = match after {
-            Some(a) => IteratorMode::From(a, rocksdb::Direction::Forward),
+    ) -> Result<IndexEntries, StoreError> {
+        let lower = scoped(p, &prefix.encode());
+        let opts = bounded(lower.clone(), prefix_end(&lower));
+        let from = after.map(|a| scoped(p, &a.encode()));
+        let mode = match &from {
+            Some(a) => IteratorMode::From(a, Direction::Forward),
             None => IteratorMode::Start,
         };
         let mut out = Vec::new();
-        for item in self.db.iterator_cf_opt(self.cf(CF_INDEX)?, opts, start) {
+        for item in self.db.iterator_cf_opt(self.cf(CF_INDEX)?, opts, mode) {
             let (k, v) = item.map_err(classify)?;
-            if after.is_some_and(|a| *k <= *a) {
+            if from.as_deref().is_some_and(|a| *k <= *a) {
                 continue;
             }
             if out.len() >= limit {
                 break;
             }
-            out.push((k.to_vec(), v.to_vec()));
+            let (_, rest) = unscope(&k).ok_or_else(|| corrupt("an index key"))?;
+            out.push((
+                IndexKey::decode(rest).ok_or_else(|| corrupt("an index key"))?,
+                v.to_vec(),
+            ));
         }
         Ok(out)
     }
 
+    fn sync(&self) -> Result<(), StoreError> {
+        self.db.flush_wal(true).map_err(classify)
+    }
+
     fn size_bytes(&self) -> u64 {
-        [CF_STATE, CF_META, CF_OUTBOX, CF_TIMERS, CF_INDEX]
+        ALL_CFS
             .iter()
             .filter_map(|name| {
                 let cf = self.db.cf_handle(name)?;
@@ -373,41 +499,35 @@ impl StateStore for RocksStore {
             .sum()
     }
 
-    fn purge(&self, key: Option<&[u8]>) -> Result<bool, StoreError> {
+    fn purge(&self, what: &Purge) -> Result<bool, StoreError> {
         // Flush every column family first: the write-ahead log holding the old values becomes
         // obsolete and is deleted, and the deletions reach the files compaction rewrites.
         self.flush()?;
-        // Bottommost compaction too: otherwise old values can survive in a file that only looks
-        // compacted, which would make erasure a lie. Timer keys and outbox records name the
-        // customer and cannot be range-selected by customer, so those (small) families are
-        // compacted whole.
-        let mut opts = rocksdb::CompactOptions::default();
-        opts.set_bottommost_level_compaction(rocksdb::BottommostLevelCompaction::Force);
-        opts.set_exclusive_manual_compaction(true);
-        match key {
-            Some(key) => {
-                let mut end = key.to_vec();
-                end.push(0);
-                self.db.compact_range_cf_opt(
-                    self.cf(CF_STATE)?,
-                    Some(key),
-                    Some(end.as_slice()),
-                    &opts,
-                );
+        match what {
+            Purge::Key(p, key) => {
+                let lo = scoped(*p, &key.encode());
+                let mut hi = lo.clone();
+                hi.push(0);
+                self.compact(CF_STATE, Some((&lo, &hi)))?;
+                // Timer keys and outbox records name the customer and cannot be range-selected
+                // by customer, so the partition's (small) ranges of those families go whole.
+                let (plo, phi) = partition_range(*p);
+                for cf in [CF_TIMERS, CF_OUTBOX, CF_INDEX] {
+                    self.compact(cf, Some((&plo, &phi)))?;
+                }
             }
-            None => self.db.compact_range_cf_opt(
-                self.cf(CF_STATE)?,
-                None::<&[u8]>,
-                None::<&[u8]>,
-                &opts,
-            ),
+            Purge::Partition(p) => {
+                let (lo, hi) = partition_range(*p);
+                for cf in ALL_CFS {
+                    self.compact(cf, Some((&lo, &hi)))?;
+                }
+            }
+            Purge::All => {
+                for cf in ALL_CFS {
+                    self.compact(cf, None)?;
+                }
+            }
         }
-        self.db
-            .compact_range_cf_opt(self.cf(CF_TIMERS)?, None::<&[u8]>, None::<&[u8]>, &opts);
-        self.db
-            .compact_range_cf_opt(self.cf(CF_OUTBOX)?, None::<&[u8]>, None::<&[u8]>, &opts);
-        self.db
-            .compact_range_cf_opt(self.cf(CF_INDEX)?, None::<&[u8]>, None::<&[u8]>, &opts);
         self.db.flush_wal(true).map_err(classify)?;
         Ok(true)
     }

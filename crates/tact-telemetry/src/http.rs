@@ -1,13 +1,13 @@
 //! `/metrics`, `/healthz` and `/readyz`; and the read-only admin endpoint `/customers/{id}`.
 
-use crate::Metrics;
+use crate::Exporter;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -17,8 +17,13 @@ pub struct Health {
     last_progress_ms: AtomicI64,
     /// The poll loop must progress within this long to count as alive.
     liveness_window_ms: i64,
+    /// The consumer group answered: this instance has its (possibly empty) share of partitions.
     pub assigned: AtomicBool,
     pub state_ready: AtomicBool,
+    /// Owned partitions whose state is still being restored from the changelog.
+    pub restoring: AtomicUsize,
+    /// The input partitions this instance owns (for the admin endpoint's "not here" answer).
+    pub partitions: std::sync::Mutex<Vec<i32>>,
     pub draining: AtomicBool,
 }
 
@@ -35,6 +40,8 @@ impl Health {
             liveness_window_ms,
             assigned: AtomicBool::new(false),
             state_ready: AtomicBool::new(false),
+            restoring: AtomicUsize::new(0),
+            partitions: std::sync::Mutex::new(Vec::new()),
             draining: AtomicBool::new(false),
         }
     }
@@ -51,13 +58,14 @@ impl Health {
     pub fn ready(&self) -> bool {
         self.assigned.load(Ordering::Relaxed)
             && self.state_ready.load(Ordering::Relaxed)
+            && self.restoring.load(Ordering::Relaxed) == 0
             && !self.draining.load(Ordering::Relaxed)
     }
 }
 
 #[derive(Clone)]
 struct AppState {
-    metrics: Arc<Metrics>,
+    metrics: Arc<Exporter>,
     health: Arc<Health>,
 }
 
@@ -84,12 +92,15 @@ async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
     if h.ready() {
         return (StatusCode::OK, "ready\n".to_owned());
     }
+    let restoring = h.restoring.load(Ordering::Relaxed);
     let why = if h.draining.load(Ordering::Relaxed) {
-        "draining"
+        "draining".to_owned()
     } else if !h.state_ready.load(Ordering::Relaxed) {
-        "state store not ready"
+        "state store not ready".to_owned()
+    } else if !h.assigned.load(Ordering::Relaxed) {
+        "no partitions assigned yet".to_owned()
     } else {
-        "no partitions assigned yet"
+        format!("restoring {restoring} partition(s) from the changelog")
     };
     (
         StatusCode::SERVICE_UNAVAILABLE,
@@ -100,7 +111,7 @@ async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
 /// Binds `addr` and serves until `shutdown` resolves. Returns the bound address (port 0 picks one).
 pub async fn serve(
     addr: SocketAddr,
-    metrics: Arc<Metrics>,
+    metrics: Arc<Exporter>,
     health: Arc<Health>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
@@ -122,9 +133,10 @@ pub async fn serve(
     Ok((bound, task))
 }
 
-/// Looks a customer up for the admin endpoint: `Ok(Some(json))` for a known customer,
-/// `Ok(None)` for one tact holds nothing about, `Err` when the store cannot answer.
-pub type CustomerLookup = Arc<dyn Fn(&str) -> Result<Option<String>, String> + Send + Sync>;
+/// Looks a customer up for the admin endpoint: `Ok(Ok(json))` for a customer held here,
+/// `Ok(Err(json))` for one this instance holds nothing about (the body says which partitions it
+/// owns and where else to look), `Err` when the store cannot answer.
+pub type CustomerLookup = Arc<dyn Fn(&str) -> Result<Result<String, String>, String> + Send + Sync>;
 
 async fn customer_handler(
     State(lookup): State<CustomerLookup>,
@@ -133,13 +145,10 @@ async fn customer_handler(
     let json = [(header::CONTENT_TYPE, "application/json")];
     let answer = tokio::task::spawn_blocking(move || lookup(&id)).await;
     match answer {
-        Ok(Ok(Some(body))) => (StatusCode::OK, json, body),
-        // Nothing held is an answer too (a subject access request for an unknown person).
-        Ok(Ok(None)) => (
-            StatusCode::NOT_FOUND,
-            json,
-            "{\"error\":\"no state is held for this customer\"}".to_owned(),
-        ),
+        Ok(Ok(Ok(body))) => (StatusCode::OK, json, body),
+        // Nothing held here is an answer too (a subject access request for an unknown person, or
+        // one whose partition another instance owns).
+        Ok(Ok(Err(body))) => (StatusCode::NOT_FOUND, json, body),
         Ok(Err(e)) => (
             StatusCode::INTERNAL_SERVER_ERROR,
             json,

@@ -7,7 +7,8 @@ mod catalog;
 mod http;
 
 pub use catalog::{
-    GateReason, KindChannel, Metrics, Names, TopicClass, TopicLabel, TopicPartition,
+    EdgeMetrics, EventLabel, Exporter, GateReason, InsightsMetrics, KindChannel, KindLabel,
+    Metrics, Names, TopicClass, TopicLabel, TopicPartition,
 };
 pub use http::{serve, serve_admin, CustomerLookup, Health};
 

@@ -82,13 +82,37 @@ fn long_way() -> Vec<(EventKind, &'static str)> {
     ]
 }
 
-/// Moves every partition far past `t` so everything before it closes.
+/// Closes every partition's shares it can, sends them to their merging partition (as the
+/// partials topic would) and returns what the merger publishes, over `count` partitions.
+fn close(a: &mut Aggregator, m: &mut Merger, count: i32) -> Vec<ClosedWindow> {
+    let w = a.rules().window_ms;
+    for p in 0..count {
+        let (shares, moved) = a.close_ready(p);
+        for share in shares {
+            m.receive(merge_partition(share.start, w, count), share);
+        }
+        if let Some(through) = moved {
+            for r in 0..count {
+                m.progressed(r, p, through);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for r in 0..count {
+        out.extend(m.close_ready(r, count));
+    }
+    out.sort_by_key(|c| c.start);
+    out
+}
+
+/// Moves every partition far past `t` so everything before it closes, and merges.
 fn flush(a: &mut Aggregator, partitions: &[i32], t: i64) -> Vec<ClosedWindow> {
     let mut tally = Tally::default();
     for p in partitions {
         a.advance(*p, t, &mut tally);
     }
-    a.close_ready()
+    let mut m = Merger::new(a.rules().clone());
+    close(a, &mut m, partitions.len() as i32)
 }
 
 #[test]
@@ -106,8 +130,8 @@ fn a_session_ends_after_the_gap_and_counts_in_the_window_of_its_start() {
         0,
         "buffers are dropped at session end"
     );
-    assert_eq!(a.window(T0).map(WindowAgg::sessions), Some(2));
-    assert!(a.window(T0 + HOUR).is_none());
+    assert_eq!(a.window(0, T0).map(WindowAgg::sessions), Some(2));
+    assert!(a.window(0, T0 + HOUR).is_none());
 }
 
 #[test]
@@ -133,23 +157,27 @@ fn a_gap_inside_one_session_id_starts_a_new_session() {
 #[test]
 fn a_window_closes_only_when_every_partition_has_passed_it() {
     let mut a = Aggregator::new(rules(1 + 1));
+    let mut m = Merger::new(rules(2));
     let mut t = Tally::default();
     session(&mut a, 0, 1, T0, &long_way(), &mut t);
     session(&mut a, 1, 2, T0, &long_way(), &mut t);
     a.advance(0, T0 + 10 * HOUR, &mut t);
-    assert!(a.close_ready().is_empty(), "partition 1 is still at 00:05");
+    assert!(
+        close(&mut a, &mut m, 2).is_empty(),
+        "partition 1 is still at 00:05"
+    );
     a.advance(1, T0 + HOUR + 2 * HOUR - 1, &mut t);
     assert!(
-        a.close_ready().is_empty(),
+        close(&mut a, &mut m, 2).is_empty(),
         "end + max_session not yet passed"
     );
     a.advance(1, T0 + HOUR + 2 * HOUR, &mut t);
-    let closed = a.close_ready();
+    let closed = close(&mut a, &mut m, 2);
     assert_eq!(closed.len(), 1);
     assert_eq!((closed[0].start, closed[0].end), (T0, T0 + HOUR));
-    assert_eq!(closed[0].sessions, 2);
+    assert_eq!(closed[0].sessions, 2, "both partitions' shares are merged");
     assert!(
-        a.close_ready().is_empty(),
+        close(&mut a, &mut m, 2).is_empty(),
         "a closed window is never closed twice"
     );
 }
@@ -386,8 +414,11 @@ fn never_remember_categories_count_only_in_totals() {
         closed[0].held_back.is_empty(),
         "not even as held-back candidates"
     );
-    let w_total = a.closed_through();
-    assert_eq!(w_total, T0 + HOUR);
+    assert_eq!(
+        a.closed_through(0),
+        T0 + 8 * HOUR,
+        "everything ending by watermark - max_session is closed"
+    );
 
     // The totals still count them, and a published finding carries the total.
     let mut a = Aggregator::new(rules(2));
@@ -433,11 +464,12 @@ fn nothing_stored_or_published_contains_a_customer_or_session_id() {
 fn findings_do_not_depend_on_how_partitions_interleave() {
     let build = |order: &[(i32, usize)]| {
         let mut a = Aggregator::new(rules(2));
+        let mut m = Merger::new(rules(2));
         let mut t = Tally::default();
         for &(p, s) in order {
             session(&mut a, p, s, T0 + s as i64 * 3 * MIN, &long_way(), &mut t);
             // Window-closing checks in between must not change the outcome.
-            assert!(a.close_ready().is_empty());
+            assert!(close(&mut a, &mut m, 2).is_empty());
         }
         flush(&mut a, &[0, 1], T0 + 10 * HOUR)
     };
@@ -506,8 +538,7 @@ fn changes_describe_exactly_what_the_store_must_write() {
     );
     let c = a.take_changes();
     assert!(c.sessions_put.contains(&(0, sref(1))));
-    assert!(c.session_index_put.contains(&(0, T0, sref(1))));
-    // Ended and restarted under the same reference within one batch: overwrite, old index gone.
+    // Ended and restarted under the same reference within one batch: overwrite, not delete.
     a.apply(
         0,
         sref(1),
@@ -517,9 +548,7 @@ fn changes_describe_exactly_what_the_store_must_write() {
     let c = a.take_changes();
     assert!(c.sessions_put.contains(&(0, sref(1))));
     assert!(c.sessions_deleted.is_empty());
-    assert!(c.session_index_deleted.contains(&(0, T0, sref(1))));
-    assert!(c.session_index_put.contains(&(0, T0 + HOUR, sref(1))));
-    assert!(c.windows_created.contains(&T0));
+    assert!(c.windows_put.contains(&(0, T0)));
     // Born and ended in one batch: the store never hears of it.
     a.apply(
         0,
@@ -531,7 +560,51 @@ fn changes_describe_exactly_what_the_store_must_write() {
     let c = a.take_changes();
     assert!(!c.sessions_put.contains(&(0, sref(2))) && !c.sessions_deleted.contains(&(0, sref(2))));
     assert!(c.sessions_deleted.contains(&(0, sref(1))));
-    assert!(!c.session_index_put.iter().any(|e| e.2 == sref(2)));
+    assert!(c.windows_put.contains(&(0, T0 + HOUR)));
+    // Only the share the watermark passed by max_session closes; a closed share is deleted.
+    let (shares, moved) = a.close_ready(0);
+    assert_eq!(shares.iter().map(|s| s.start).collect::<Vec<_>>(), [T0]);
+    assert_eq!(moved, Some(T0 + HOUR));
+    let c = a.take_changes();
+    assert!(c.windows_deleted.contains(&(0, T0)), "{c:?}");
+    assert!(c.closed_through.contains(&0));
+    assert!(c.windows_put.is_empty() && !c.windows_deleted.contains(&(0, T0 + HOUR)));
+}
+
+#[test]
+fn a_replayed_event_the_session_absorbed_only_moves_event_time() {
+    let mut a = Aggregator::new(rules(2));
+    let mut t = Tally::default();
+    let e = ev("c", "s", T0, EventKind::PageView, "/");
+    assert!(a.apply_at(0, sref(1), &e, 10, &mut t));
+    assert!(
+        !a.apply_at(0, sref(1), &e, 10, &mut t),
+        "offset 10 is in the buffer"
+    );
+    assert_eq!(a.session(0, &sref(1)).map(|b| b.steps.len()), Some(1));
+    let later = ev("c", "s", T0 + MIN, EventKind::PageView, "/a");
+    assert!(a.apply_at(0, sref(1), &later, 11, &mut t));
+    assert_eq!(a.session(0, &sref(1)).map(|b| b.steps.len()), Some(2));
+}
+
+#[test]
+fn a_merger_ignores_a_share_it_has_and_shares_of_windows_already_closed() {
+    let mut m = Merger::new(rules(2));
+    let share = |source: i32| Partial {
+        source,
+        start: T0,
+        agg: WindowAgg::default(),
+    };
+    m.receive(0, share(0));
+    m.receive(0, share(0));
+    let c = m.take_changes();
+    assert_eq!(c.shares_put.len(), 1);
+    m.progressed(0, 1, T0 + HOUR);
+    m.receive(0, share(1));
+    assert!(
+        m.share(0, T0, 1).is_none(),
+        "source 1 closed through the window already"
+    );
 }
 
 #[test]

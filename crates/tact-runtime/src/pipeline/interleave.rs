@@ -8,19 +8,16 @@
 //! and a command that arrives later than the wait is applied at arrival, never lost.
 //!
 //! Records held here are not applied, so their offsets are neither applied nor committed: a
-//! crash re-reads them.
+//! crash re-reads them. Records arrive decoded; their event time is read, not decoded again.
 
-use crate::engine::{Input, Source};
+use super::work::{Arrived, COMMANDS};
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 #[derive(Debug)]
 struct Held {
-    input: Input,
+    input: Arrived,
     since: Instant,
-    /// Event time, decoded only when two heads are compared (`i64::MIN`: undecodable, so it goes
-    /// first, to the dead-letter topic).
-    time: Option<i64>,
 }
 
 #[derive(Debug, Default)]
@@ -52,17 +49,15 @@ impl Interleaver {
     }
 
     /// Adds records in the order they were consumed.
-    pub fn push(&mut self, batch: Vec<Input>, now: Instant) {
+    pub fn push(&mut self, batch: Vec<Arrived>, now: Instant) {
         for input in batch {
             let lanes = self.lanes.entry(input.partition).or_default();
-            let held = Held {
-                input,
-                since: now,
-                time: None,
-            };
-            match held.input.source {
-                Source::ProfileCommands => lanes.commands.push_back(held),
-                _ => lanes.clicks.push_back(held),
+            let commands = input.input == COMMANDS;
+            let held = Held { input, since: now };
+            if commands {
+                lanes.commands.push_back(held);
+            } else {
+                lanes.clicks.push_back(held);
             }
             self.held += 1;
         }
@@ -75,9 +70,8 @@ impl Interleaver {
         }
     }
 
-    /// Everything that may go now, in the order to apply it. `time_of` decodes a record's event
-    /// time (called at most once per record, and only when two heads compete).
-    pub fn release(&mut self, now: Instant, time_of: &mut dyn FnMut(&Input) -> i64) -> Vec<Input> {
+    /// Everything that may go now, in the order to apply it.
+    pub fn release(&mut self, now: Instant) -> Vec<Arrived> {
         let mut out = Vec::new();
         let mut partitions: Vec<i32> = self.lanes.keys().copied().collect();
         partitions.sort_unstable();
@@ -86,12 +80,8 @@ impl Interleaver {
                 continue;
             };
             loop {
-                let take_command = match (lanes.clicks.front_mut(), lanes.commands.front_mut()) {
-                    (Some(click), Some(cmd)) => {
-                        let tc = *click.time.get_or_insert_with(|| time_of(&click.input));
-                        let tm = *cmd.time.get_or_insert_with(|| time_of(&cmd.input));
-                        tm <= tc
-                    }
+                let take_command = match (lanes.clicks.front(), lanes.commands.front()) {
+                    (Some(click), Some(cmd)) => cmd.input.time() <= click.input.time(),
                     (Some(click), None) if now.duration_since(click.since) >= self.max_wait => {
                         false
                     }
@@ -118,31 +108,43 @@ impl Interleaver {
 
 #[cfg(test)]
 mod tests {
+    use super::super::work::{Work, CLICKS};
     use super::*;
+    use tact_codec::ErrorClass;
+    use tact_core::{ClickEvent, CommandBody, EventKind, ProfileCommand, Timestamp};
+    use tact_edge::Input;
 
-    fn input(source: Source, partition: i32, offset: i64, time: i64) -> Input {
-        Input {
-            source,
-            topic: source.label().to_owned(),
+    fn input(source: Input, partition: i32, offset: i64, time: i64) -> Arrived {
+        let work = if source == COMMANDS {
+            Work::Command(ProfileCommand {
+                command_id: format!("k{offset}"),
+                customer_id: "c".into(),
+                issued_at: Timestamp(time),
+                body: CommandBody::Erase { request_ref: None },
+            })
+        } else if time == i64::MIN {
+            Work::Dead(ErrorClass::Malformed, "bad".into())
+        } else {
+            Work::Click(ClickEvent::new(
+                "e",
+                "c",
+                "s",
+                Timestamp(time),
+                EventKind::Other,
+            ))
+        };
+        Arrived {
+            input: source,
             partition,
             offset,
             key: None,
-            // The test's "payload" is the event time.
-            value: Some(time.to_be_bytes().to_vec()),
+            raw: None,
+            work,
         }
     }
 
-    fn time_of(i: &Input) -> i64 {
-        i64::from_be_bytes(
-            i.value
-                .as_deref()
-                .and_then(|v| v.try_into().ok())
-                .unwrap_or([0; 8]),
-        )
-    }
-
-    fn order(out: &[Input]) -> Vec<(Source, i64)> {
-        out.iter().map(|i| (i.source, i.offset)).collect()
+    fn order(out: &[Arrived]) -> Vec<(Input, i64)> {
+        out.iter().map(|i| (i.input, i.offset)).collect()
     }
 
     #[test]
@@ -151,29 +153,21 @@ mod tests {
         let t = Instant::now();
         il.push(
             vec![
-                input(Source::Clickstream, 0, 0, 100),
-                input(Source::Clickstream, 0, 1, 300),
-                input(Source::ProfileCommands, 0, 0, 200),
-                input(Source::Clickstream, 0, 2, 400),
+                input(CLICKS, 0, 0, 100),
+                input(CLICKS, 0, 1, 300),
+                input(COMMANDS, 0, 0, 200),
+                input(CLICKS, 0, 2, 400),
             ],
             t,
         );
         // Once the command lane runs dry, the later clicks wait for the window: a command
         // between them may still be on its way.
-        let out = il.release(t, &mut time_of);
-        assert_eq!(
-            order(&out),
-            [(Source::Clickstream, 0), (Source::ProfileCommands, 0)]
-        );
+        let out = il.release(t);
+        assert_eq!(order(&out), [(CLICKS, 0), (COMMANDS, 0)]);
         assert_eq!(il.held(), 2);
-        assert!(il
-            .release(t + Duration::from_millis(49), &mut time_of)
-            .is_empty());
-        let later = il.release(t + Duration::from_millis(50), &mut time_of);
-        assert_eq!(
-            order(&later),
-            [(Source::Clickstream, 1), (Source::Clickstream, 2)]
-        );
+        assert!(il.release(t + Duration::from_millis(49)).is_empty());
+        let later = il.release(t + Duration::from_millis(50));
+        assert_eq!(order(&later), [(CLICKS, 1), (CLICKS, 2)]);
         assert_eq!(il.held(), 0);
     }
 
@@ -183,39 +177,35 @@ mod tests {
         let t = Instant::now();
         il.push(
             vec![
-                input(Source::Clickstream, 0, 0, 500),
+                input(CLICKS, 0, 0, 500),
                 // Late event: its own lane's order wins over event time.
-                input(Source::Clickstream, 0, 1, 100),
-                input(Source::ProfileCommands, 0, 0, 500),
+                input(CLICKS, 0, 1, 100),
+                input(COMMANDS, 0, 0, 500),
             ],
             t,
         );
-        let out = il.release(t, &mut time_of);
-        assert_eq!(
-            order(&out),
-            [
-                (Source::ProfileCommands, 0),
-                (Source::Clickstream, 0),
-                (Source::Clickstream, 1),
-            ]
-        );
+        let out = il.release(t);
+        assert_eq!(order(&out), [(COMMANDS, 0), (CLICKS, 0), (CLICKS, 1)]);
     }
 
     #[test]
-    fn partitions_do_not_wait_for_each_other() {
+    fn partitions_do_not_wait_for_each_other_and_undecodable_records_go_first() {
         let mut il = Interleaver::new(Duration::from_secs(60));
         let t = Instant::now();
         il.push(
             vec![
-                input(Source::Clickstream, 0, 0, 100),
-                input(Source::ProfileCommands, 1, 0, 50),
-                input(Source::Clickstream, 1, 0, 60),
+                input(CLICKS, 0, 0, 100),
+                input(COMMANDS, 1, 0, 50),
+                input(CLICKS, 1, 0, i64::MIN),
             ],
             t,
         );
-        let out = il.release(t, &mut time_of);
-        // Partition 1 has both inputs: its command goes; partition 0 waits for a command.
-        assert_eq!(order(&out), [(Source::ProfileCommands, 0)]);
+        let out = il.release(t);
+        // Partition 1 has both inputs: the bad click goes first (then its command waits for the
+        // next click); partition 0 waits for a command.
+        assert_eq!(order(&out), [(CLICKS, 0)]);
+        assert_eq!(out[0].partition, 1);
+        assert!(matches!(out[0].work, Work::Dead(..)));
         assert_eq!(il.held(), 2);
         il.forget(0);
         assert_eq!(il.held(), 1);

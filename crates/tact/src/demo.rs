@@ -1,21 +1,22 @@
 //! `tact demo`: an embedded broker (librdkafka's mock cluster) inside the process, the generator
 //! producing into it, the real pipeline consuming over TCP, and a live view of what it decides.
 
-use crate::config::Settings;
-use crate::feed::{feed, FeedOptions};
-use crate::generator::{Generator, GeneratorConfig};
-use crate::pipeline::{Pipeline, PipelineError, RunSummary};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tact_codec::{decode_decision, decode_suppressed, InputFormat};
+use tact_edge::EdgeError;
 use tact_kafka::rdkafka::config::ClientConfig;
 use tact_kafka::rdkafka::consumer::{BaseConsumer, Consumer};
 use tact_kafka::rdkafka::mocking::MockCluster;
 use tact_kafka::rdkafka::Message;
-use tact_store::{RocksOptions, RocksStore};
-use tact_telemetry::{Health, Metrics};
+use tact_runtime::config::Settings;
+use tact_runtime::feed::{feed, FeedOptions};
+use tact_runtime::generator::{Generator, GeneratorConfig};
+use tact_runtime::RunSummary;
+use tact_store::{RocksOptions, RocksStore, StateStore};
+use tact_telemetry::{Health, InsightsMetrics, Metrics};
 
 /// The demo's k: a finding needs this many distinct sessions (production default: 20).
 const DEMO_K: u64 = 5;
@@ -38,13 +39,15 @@ pub fn run_demo(
     mut settings: Settings,
     opts: &DemoOptions,
     metrics: Arc<Metrics>,
+    insights_metrics: InsightsMetrics,
     health: Arc<Health>,
     stop: Arc<AtomicBool>,
-) -> Result<RunSummary, PipelineError> {
+) -> Result<RunSummary, EdgeError> {
     let cluster = MockCluster::new(1)
-        .map_err(|e| PipelineError::Setup(format!("cannot start the embedded broker: {e}")))?;
+        .map_err(|e| EdgeError::Setup(format!("cannot start the embedded broker: {e}")))?;
     let t = settings.topics.clone();
-    let insights_topic = "insights".to_owned();
+    let mut lane = tact_insights::InsightsSettings::load(None, &[])
+        .map_err(|e| EdgeError::Setup(format!("insights defaults: {e}")))?;
     for topic in [
         &t.clickstream,
         &t.profile_commands,
@@ -53,16 +56,20 @@ pub fn run_demo(
         &t.dead_letter,
         &t.erasure_receipts,
         &t.catalog,
-        &insights_topic,
+        &t.changelog,
+        &lane.insights_topic,
+        &lane.partials_topic,
+        &lane.changelog_topic,
     ] {
         cluster
             .create_topic(topic, opts.partitions, 1)
-            .map_err(|e| PipelineError::Setup(format!("cannot create topic {topic}: {e}")))?;
+            .map_err(|e| EdgeError::Setup(format!("cannot create topic {topic}: {e}")))?;
     }
     settings.kafka.bootstrap_servers = cluster.bootstrap_servers();
     if settings.rules.catalog.is_empty() {
-        settings.rules.catalog = crate::config::parse_catalog(crate::config::EXAMPLE_CATALOG)
-            .map_err(|e| PipelineError::Setup(format!("the example catalog is invalid: {e}")))?;
+        settings.rules.catalog =
+            tact_runtime::config::parse_catalog(tact_runtime::config::EXAMPLE_CATALOG)
+                .map_err(|e| EdgeError::Setup(format!("the example catalog is invalid: {e}")))?;
     }
     let temp;
     settings.state_dir = match &opts.state_dir {
@@ -72,13 +79,19 @@ pub fn run_demo(
             temp.clone()
         }
     };
-    let store = RocksStore::open(
-        &settings.state_dir,
-        &RocksOptions {
-            block_cache_bytes: 64 << 20,
-            write_buffer_bytes: 16 << 20,
-        },
-    )?;
+    let open = |dir: &std::path::Path| -> Result<Arc<dyn StateStore>, EdgeError> {
+        RocksStore::open(
+            dir,
+            &RocksOptions {
+                block_cache_bytes: 64 << 20,
+                write_buffer_bytes: 16 << 20,
+            },
+        )
+        .map(|s| Arc::new(s) as Arc<dyn StateStore>)
+        .map_err(|e| EdgeError::Setup(e.to_string()))
+    };
+    let store = open(&settings.state_dir.join("pipeline"))?;
+    let lane_store = open(&settings.state_dir.join("insights"))?;
 
     let feeding = {
         let stop = stop.clone();
@@ -113,21 +126,23 @@ pub fn run_demo(
     };
     // The insights lane, in its own consumer group, beside the decision pipeline.
     let insights_stop = Arc::new(AtomicBool::new(false));
+    let insights_topic = lane.insights_topic.clone();
     let insights = {
-        let mut s = tact_insights::InsightsSettings::load(None, &[])
-            .map_err(|e| PipelineError::Setup(format!("insights defaults: {e}")))?;
-        s.bootstrap_servers = settings.kafka.bootstrap_servers.clone();
-        s.clickstream_topic = t.clickstream.clone();
-        s.insights_topic = insights_topic.clone();
-        s.clickstream_format = settings.clickstream_format;
-        s.state_dir = settings.state_dir.join("insights");
-        s.http_listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+        lane.bootstrap_servers = settings.kafka.bootstrap_servers.clone();
+        lane.clickstream_topic = t.clickstream.clone();
+        lane.clickstream_format = settings.clickstream_format;
         // A few hundred demo customers: a lower k and shorter windows than production.
-        s.rules.min_sessions = DEMO_K;
-        s.rules.window_ms = 30 * 60_000;
-        s.idle_advance = None;
+        lane.rules.min_sessions = DEMO_K;
+        lane.rules.window_ms = 30 * 60_000;
+        lane.idle_advance = None;
+        let mut es = tact_insights::edge_settings(&lane);
+        // The embedded broker cannot describe topic configs.
+        es.require_compaction = false;
         let stop = insights_stop.clone();
-        std::thread::spawn(move || tact_insights::run_insights(s, &stop))
+        let lane_health = Arc::new(Health::new(30_000));
+        std::thread::spawn(move || {
+            tact_insights::run_insights(lane, es, lane_store, insights_metrics, lane_health, &stop)
+        })
     };
     let viewer_stop = Arc::new(AtomicBool::new(false));
     let viewer = opts.live.then(|| {
@@ -141,8 +156,16 @@ pub fn run_demo(
     if settings.clickstream_format == InputFormat::Json {
         tracing::info!("demo clickstream is JSON");
     }
-    let pipeline = Pipeline::new(settings.clone(), store, metrics, health)?;
-    let summary = pipeline.run(&stop);
+    let mut es = tact_runtime::service::edge_settings(&settings);
+    es.require_compaction = false;
+    let started = std::time::Instant::now();
+    let summary =
+        tact_runtime::service::run_with(es, settings.clone(), store, metrics, health, &stop).map(
+            |mut s| {
+                s.elapsed = started.elapsed();
+                s
+            },
+        );
     let _ = feeding.join();
     // Let the viewer print what was produced during the drain.
     std::thread::sleep(Duration::from_millis(700));

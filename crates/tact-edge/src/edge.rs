@@ -1,0 +1,603 @@
+//! The edge's loop and its group consumer: join the group on the driving topic, restore what is
+//! assigned, feed the job, relay its output, commit, hand partitions over on revoke, drain.
+
+use crate::core::{Core, Parts, Process, Watermarks};
+use crate::job::{Input, Job, Record};
+use crate::settings::EdgeSettings;
+use crate::EdgeError;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::channel;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+use tact_kafka::admin::{partition_counts, topic_configs};
+use tact_kafka::rdkafka::client::ClientContext;
+use tact_kafka::rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, RebalanceProtocol};
+use tact_kafka::rdkafka::error::KafkaResult;
+use tact_kafka::rdkafka::statistics::Statistics;
+use tact_kafka::rdkafka::types::RDKafkaRespErr;
+use tact_kafka::rdkafka::{Message, Offset, TopicPartitionList};
+use tact_kafka::{consumer_config, producer_config, DeliveryContext, Membership};
+use tact_store::{Partition, StateStore};
+use tact_telemetry::{EdgeMetrics, Health};
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Keeps the high watermarks librdkafka's statistics report (for the lag gauges).
+#[derive(Debug, Clone, Default)]
+pub struct StatsContext {
+    watermarks: Watermarks,
+}
+
+fn record_watermarks(watermarks: &Watermarks, statistics: &Statistics) {
+    let mut w = lock(watermarks);
+    for (topic, t) in &statistics.topics {
+        for (p, part) in &t.partitions {
+            if *p >= 0 && part.hi_offset >= 0 {
+                w.insert((topic.clone(), *p), part.hi_offset);
+            }
+        }
+    }
+}
+
+impl ClientContext for StatsContext {
+    fn stats(&self, statistics: Statistics) {
+        record_watermarks(&self.watermarks, &statistics);
+    }
+}
+
+impl ConsumerContext for StatsContext {}
+
+/// The group consumer's context: rebalances reach the core inside the consumer's poll.
+pub struct GroupContext<J: Job> {
+    core: Arc<Mutex<Core<J>>>,
+    watermarks: Watermarks,
+}
+
+impl<J: Job> std::fmt::Debug for GroupContext<J> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("GroupContext")
+    }
+}
+
+impl<J: Job> ClientContext for GroupContext<J> {
+    fn stats(&self, statistics: Statistics) {
+        record_watermarks(&self.watermarks, &statistics);
+    }
+}
+
+fn driving_partitions(tpl: &TopicPartitionList, topic: &str) -> Vec<Partition> {
+    let mut out: Vec<Partition> = tpl
+        .elements()
+        .iter()
+        .filter(|e| e.topic() == topic)
+        .map(|e| e.partition())
+        .collect();
+    out.sort_unstable();
+    out
+}
+
+impl<J: Job> ConsumerContext for GroupContext<J> {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
+        let mut core = lock(&self.core);
+        let topic = core.s.driving.name.clone();
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                let result = if cooperative {
+                    consumer.incremental_assign(tpl)
+                } else {
+                    consumer.assign(tpl)
+                };
+                if let Err(e) = result {
+                    tracing::error!(error = %e, "cannot take the assigned partitions");
+                    return;
+                }
+                // Nothing is read before the partition's state is ready and its position known.
+                if tpl.count() > 0 {
+                    if let Err(e) = consumer.pause(tpl) {
+                        tracing::warn!(error = %e, "cannot pause newly assigned partitions");
+                    }
+                }
+                core.on_assigned(&driving_partitions(tpl, &topic));
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                let lost = consumer.assignment_lost();
+                core.on_revoked(consumer, &driving_partitions(tpl, &topic), lost);
+                let result = if cooperative {
+                    consumer.incremental_unassign(tpl)
+                } else {
+                    consumer.unassign()
+                };
+                if let Err(e) = result {
+                    tracing::warn!(error = %e, "cannot release the revoked partitions");
+                }
+            }
+            other => {
+                tracing::warn!(error = ?other, "consumer group rebalance failed");
+                let _ = consumer.unassign();
+            }
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "offset commit failed; applied offsets in the store keep input from being applied twice");
+        }
+        lock(&self.core).commit_reported = true;
+    }
+}
+
+/// What the edge reports when it stops.
+#[derive(Debug)]
+pub struct Stopped<J> {
+    pub job: J,
+    /// Records still unacknowledged at exit (they stay in the outbox).
+    pub unacknowledged: usize,
+}
+
+/// The stateful Kafka edge, ready to run one job.
+pub struct Edge<J: Job> {
+    group: Option<BaseConsumer<GroupContext<J>>>,
+    core: Arc<Mutex<Core<J>>>,
+    driving: String,
+}
+
+impl<J: Job> std::fmt::Debug for Edge<J> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Edge")
+            .field("driving", &self.driving)
+            .finish()
+    }
+}
+
+/// Partition counts of every topic, retrying while the cluster is not reachable yet (giving up
+/// after `timeout`, or at once when `stop` is set).
+fn wait_for_cluster<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    names: &[&str],
+    bootstrap: &str,
+    timeout: Duration,
+    stop: &AtomicBool,
+) -> Result<BTreeMap<String, Option<usize>>, EdgeError> {
+    use backon::BackoffBuilder;
+    let deadline = Instant::now() + timeout;
+    let mut delays = backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(200))
+        .with_max_delay(Duration::from_secs(5))
+        .without_max_times()
+        .build();
+    loop {
+        match partition_counts(consumer, names, Duration::from_secs(5)) {
+            Ok(c) => return Ok(c),
+            Err(e) if Instant::now() < deadline && !stop.load(Ordering::Relaxed) => {
+                tracing::warn!(error = %e, bootstrap, "cluster not reachable yet; retrying");
+                let pause = delays.next().unwrap_or(Duration::from_secs(1));
+                let until = Instant::now() + pause;
+                while Instant::now() < until && !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+            Err(e) => {
+                return Err(EdgeError::Setup(format!(
+                    "cannot reach Kafka at {bootstrap}: {e}"
+                )))
+            }
+        }
+    }
+}
+
+impl<J: Job> Edge<J> {
+    /// Connects, checks every topic (existence, partition counts, a compacted changelog) and
+    /// prepares the store. Nothing is consumed before [`Edge::run`].
+    pub fn new(
+        s: EdgeSettings,
+        job: J,
+        store: Arc<dyn StateStore>,
+        metrics: EdgeMetrics,
+        health: Arc<Health>,
+        stop: &AtomicBool,
+    ) -> Result<Edge<J>, EdgeError> {
+        let watermarks: Watermarks = Arc::default();
+        let reader_config = |what: &str| {
+            consumer_config(&s.bootstrap_servers, &Membership::Reader, &s.client)
+                .set("client.id", format!("tact-{what}"))
+                .clone()
+        };
+        let stats = StatsContext {
+            watermarks: watermarks.clone(),
+        };
+        let reader: BaseConsumer<StatsContext> = reader_config("changelog-reader")
+            .create_with_context(stats.clone())
+            .map_err(|e| EdgeError::Setup(format!("cannot create the changelog reader: {e}")))?;
+        let names: Vec<&str> = s
+            .inputs()
+            .iter()
+            .map(|t| t.name.as_str())
+            .chain(std::iter::once(s.changelog.as_str()))
+            .chain(s.outputs.iter().map(String::as_str))
+            .collect();
+        let counts = wait_for_cluster(
+            &reader,
+            &names,
+            &s.bootstrap_servers,
+            s.connect_timeout,
+            stop,
+        )?;
+        let missing: Vec<&str> = counts
+            .iter()
+            .filter(|(_, c)| c.is_none())
+            .map(|(n, _)| n.as_str())
+            .collect();
+        if !missing.is_empty() {
+            return Err(EdgeError::Setup(format!(
+                "topic(s) {missing:?} do not exist on {}; create them with `tact topics create --config FILE` (or yourself, see the README)",
+                s.bootstrap_servers
+            )));
+        }
+        let count = |name: &str| counts.get(name).copied().flatten().unwrap_or(0);
+        let partitions = count(&s.driving.name);
+        let mut problems = Vec::new();
+        for t in &s.co_partitioned {
+            if count(&t.name) != partitions {
+                problems.push(format!(
+                    "{} has {} partitions but {} has {partitions}: co-partitioned topics must have the same number (a customer's records must meet on one partition number)",
+                    t.name,
+                    count(&t.name),
+                    s.driving.name
+                ));
+            }
+        }
+        if count(&s.changelog) != partitions {
+            problems.push(format!(
+                "the changelog {} has {} partitions but {} has {partitions}: partition p of the changelog holds the state of input partition p",
+                s.changelog,
+                count(&s.changelog),
+                s.driving.name
+            ));
+        }
+        if s.require_compaction {
+            let configs = topic_configs(
+                &s.bootstrap_servers,
+                &s.client,
+                &[s.changelog.as_str()],
+                Duration::from_secs(10),
+            )
+            .map_err(EdgeError::Setup)?;
+            let policy = configs
+                .get(&s.changelog)
+                .cloned()
+                .flatten()
+                .and_then(|c| c.get("cleanup.policy").cloned());
+            match policy {
+                Some(p) if p.split(',').any(|v| v.trim() == "compact") => {}
+                Some(p) => problems.push(format!(
+                    "the changelog {} has cleanup.policy={p}; it must be compact (deleting old segments would lose state)",
+                    s.changelog
+                )),
+                None => problems.push(format!(
+                    "the broker does not report cleanup.policy for the changelog {}; create it with `tact topics create` so it is compacted",
+                    s.changelog
+                )),
+            }
+        }
+        if !problems.is_empty() {
+            return Err(EdgeError::Setup(problems.join("; ")));
+        }
+        let partition_count = i32::try_from(partitions).unwrap_or(i32::MAX);
+        let (tx, reports) = channel();
+        let producer = producer_config(&s.bootstrap_servers, &s.client)
+            .create_with_context(DeliveryContext { reports: tx })
+            .map_err(|e| EdgeError::Setup(format!("cannot create the Kafka producer: {e}")))?;
+        let follower = if s.co_partitioned.is_empty() {
+            None
+        } else {
+            Some(
+                reader_config("co-partitioned")
+                    .create_with_context(stats.clone())
+                    .map_err(|e| {
+                        EdgeError::Setup(format!("cannot create the co-partitioned consumer: {e}"))
+                    })?,
+            )
+        };
+        let (global, global_partitions) = match &s.global {
+            None => (None, Vec::new()),
+            Some(t) => {
+                let consumer: BaseConsumer<StatsContext> = reader_config("global")
+                    .create_with_context(stats.clone())
+                    .map_err(|e| {
+                        EdgeError::Setup(format!("cannot create the consumer of {}: {e}", t.name))
+                    })?;
+                let n = i32::try_from(count(&t.name)).unwrap_or(0);
+                (Some(consumer), (0..n).collect())
+            }
+        };
+        let driving = s.driving.name.clone();
+        let membership = Membership::Member {
+            group_id: s.group_id.clone(),
+            instance_id: s.instance_id.clone(),
+        };
+        let group_config = consumer_config(&s.bootstrap_servers, &membership, &s.client);
+        let core = Core::new(Parts {
+            s,
+            job,
+            store,
+            producer,
+            reports,
+            follower,
+            global,
+            global_partitions,
+            reader,
+            partition_count,
+            metrics,
+            health,
+            watermarks: watermarks.clone(),
+        })?;
+        let core = Arc::new(Mutex::new(core));
+        let group: BaseConsumer<GroupContext<J>> = group_config
+            .create_with_context(GroupContext {
+                core: core.clone(),
+                watermarks,
+            })
+            .map_err(|e| EdgeError::Setup(format!("cannot create the Kafka consumer: {e}")))?;
+        Ok(Edge {
+            group: Some(group),
+            core,
+            driving,
+        })
+    }
+
+    fn group(&self) -> Result<&BaseConsumer<GroupContext<J>>, EdgeError> {
+        self.group
+            .as_ref()
+            .ok_or_else(|| EdgeError::Fatal("the consumer is closed".into()))
+    }
+
+    /// The store the edge writes (read-only views may share it).
+    pub fn store(&self) -> Arc<dyn StateStore> {
+        lock(&self.core).store().clone()
+    }
+
+    /// Runs until `stop` is set, then drains within the shutdown deadline.
+    pub fn run(mut self, stop: &AtomicBool) -> Result<Stopped<J>, EdgeError> {
+        let driving = self.driving.clone();
+        self.group()?
+            .subscribe(&[driving.as_str()])
+            .map_err(|e| EdgeError::Setup(format!("cannot subscribe to {driving}: {e}")))?;
+        {
+            let core = lock(&self.core);
+            core.health.state_ready.store(true, Ordering::Relaxed);
+            tracing::info!(topic = %driving, group = %core.s.group_id, instance = ?core.s.instance_id, "joining the consumer group");
+        }
+        let result = self.work(stop);
+        let deadline = {
+            let core = lock(&self.core);
+            Instant::now() + core.s.shutdown_deadline
+        };
+        let drained = self.drain(deadline);
+        let unacknowledged = match (result, drained) {
+            (Err(e), _) | (Ok(()), Err(e)) => return Err(e),
+            (Ok(()), Ok(left)) => left,
+        };
+        let job = lock(&self.core)
+            .take_job()
+            .ok_or_else(|| EdgeError::Fatal("the job was already taken".into()))?;
+        Ok(Stopped {
+            job,
+            unacknowledged,
+        })
+    }
+
+    fn work(&mut self, stop: &AtomicBool) -> Result<(), EdgeError> {
+        while !stop.load(Ordering::Relaxed) {
+            let ready = {
+                let mut core = lock(&self.core);
+                if let Some(e) = core.failed.take() {
+                    return Err(e);
+                }
+                core.health.progressed();
+                core.pump(Duration::ZERO)?;
+                let group = self
+                    .group
+                    .as_ref()
+                    .ok_or_else(|| EdgeError::Fatal("the consumer is closed".into()))?;
+                core.commit_offsets(group, false)?;
+                core.restore_step()?
+            };
+            for p in ready {
+                self.start_partition(p)?;
+            }
+            if lock(&self.core).backpressured() {
+                // The broker is behind: wait for acknowledgements, not new input (the group
+                // consumer is still polled so the membership stays alive).
+                let mut core = lock(&self.core);
+                core.pump(Duration::from_millis(5))?;
+                drop(core);
+                let group = self.group()?;
+                if let Some(Ok(m)) = group.poll(Duration::ZERO) {
+                    // Paused partitions deliver nothing; anything else is re-read after a seek.
+                    let _ = group.seek(
+                        m.topic(),
+                        m.partition(),
+                        Offset::Offset(m.offset()),
+                        Duration::from_secs(1),
+                    );
+                }
+                continue;
+            }
+            let batch = self.poll_batch(stop)?;
+            let mut core = lock(&self.core);
+            if let Some(e) = core.failed.take() {
+                return Err(e);
+            }
+            core.process(batch)?;
+            core.process_global()?;
+            core.idle()?;
+            core.housekeeping()?;
+        }
+        Ok(())
+    }
+
+    /// Up to `batch_max_events` records from the group consumer and the co-partitioned one,
+    /// waiting at most `batch_max_wait`.
+    fn poll_batch(&mut self, stop: &AtomicBool) -> Result<Vec<Record>, EdgeError> {
+        let (max, wait) = {
+            let core = lock(&self.core);
+            (core.s.batch_max_events, core.s.batch_max_wait)
+        };
+        let deadline = Instant::now() + wait;
+        let mut batch = Vec::new();
+        let group = self.group()?;
+        while batch.len() < max && !stop.load(Ordering::Relaxed) {
+            lock(&self.core).drain_follower(&mut batch, max);
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            // Short polls: co-partitioned records need not wait for the driving topic.
+            match group.poll(remaining.min(Duration::from_millis(10))) {
+                None => {}
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "consumer error (librdkafka retries)");
+                }
+                Some(Ok(m)) => {
+                    if m.topic() == self.driving {
+                        batch.push(Record {
+                            input: Input::Driving,
+                            partition: m.partition(),
+                            offset: m.offset(),
+                            key: m.key().map(<[u8]>::to_vec),
+                            value: m.payload().map(<[u8]>::to_vec),
+                        });
+                        continue;
+                    }
+                }
+            }
+            if remaining.is_zero() {
+                break;
+            }
+        }
+        Ok(batch)
+    }
+
+    /// A restored partition: seek its inputs to after the last applied offset (or the group's
+    /// committed offset when nothing was applied yet), then let it go.
+    fn start_partition(&mut self, p: Partition) -> Result<(), EdgeError> {
+        let (positions, co_topics) = {
+            let mut core = lock(&self.core);
+            let positions = core.resume_positions(p)?;
+            let co: Vec<String> = core
+                .s
+                .co_partitioned
+                .iter()
+                .map(|t| t.name.clone())
+                .collect();
+            (positions, co)
+        };
+        let group = self.group()?;
+        // Committed offsets only matter for input nothing was applied from yet.
+        let mut ask = TopicPartitionList::new();
+        for (input, pos) in &positions {
+            if pos.is_none() {
+                let topic = match input {
+                    Input::Driving => self.driving.clone(),
+                    Input::Co(i) => co_topics.get(usize::from(*i)).cloned().unwrap_or_default(),
+                    Input::Global => continue,
+                };
+                let _ = ask.add_partition(&topic, p);
+            }
+        }
+        let committed: HashMap<String, i64> = if ask.count() > 0 {
+            group
+                .committed_offsets(ask, Duration::from_secs(10))
+                .map(|tpl| {
+                    tpl.elements()
+                        .iter()
+                        .filter_map(|e| match e.offset() {
+                            Offset::Offset(o) => Some((e.topic().to_owned(), o)),
+                            _ => None,
+                        })
+                        .collect()
+                })
+                .unwrap_or_default()
+        } else {
+            HashMap::new()
+        };
+        let mut co_positions = Vec::new();
+        for (input, pos) in positions {
+            match input {
+                Input::Driving => {
+                    let at = pos.or_else(|| committed.get(&self.driving).copied());
+                    let offset = at.map_or(Offset::Beginning, Offset::Offset);
+                    group
+                        .seek(&self.driving, p, offset, Duration::from_secs(10))
+                        .map_err(|e| {
+                            EdgeError::Fatal(format!("cannot position {}/{p}: {e}", self.driving))
+                        })?;
+                }
+                Input::Co(i) => {
+                    let topic = co_topics.get(usize::from(i)).cloned().unwrap_or_default();
+                    let at = pos.or_else(|| committed.get(&topic).copied()).unwrap_or(0);
+                    co_positions.push((i, at));
+                }
+                Input::Global => {}
+            }
+        }
+        lock(&self.core).activate(p, co_positions)?;
+        let mut tpl = TopicPartitionList::new();
+        let _ = tpl.add_partition(&self.driving, p);
+        group
+            .resume(&tpl)
+            .map_err(|e| EdgeError::Fatal(format!("cannot resume {}/{p}: {e}", self.driving)))?;
+        Ok(())
+    }
+
+    /// Stops taking input, waits for what is in flight, commits, and leaves the group (a static
+    /// member keeps its partitions for a restart within the session timeout). Every step keeps
+    /// to the shutdown deadline.
+    fn drain(&mut self, deadline: Instant) -> Result<usize, EdgeError> {
+        let left = {
+            let mut core = lock(&self.core);
+            let group = self
+                .group
+                .as_ref()
+                .ok_or_else(|| EdgeError::Fatal("the consumer is closed".into()))?;
+            core.commit_reported = false;
+            core.drain(group, deadline)?
+        };
+        // Serve the commit's answer (and any last rebalance) until the deadline.
+        if let Some(group) = &self.group {
+            while Instant::now() < deadline && !lock(&self.core).commit_reported {
+                let _ = group.poll(Duration::from_millis(50));
+            }
+        }
+        lock(&self.core).process = Process::Draining;
+        // Closing a consumer blocks until the group answers; never past the deadline.
+        if let Some(group) = self.group.take() {
+            let (done_tx, done_rx) = channel();
+            let closer = std::thread::Builder::new()
+                .name("tact-close".into())
+                .spawn(move || {
+                    group.unsubscribe();
+                    drop(group);
+                    let _ = done_tx.send(());
+                });
+            if closer.is_ok() {
+                let wait = deadline
+                    .saturating_duration_since(Instant::now())
+                    .max(Duration::from_millis(200));
+                if done_rx.recv_timeout(wait).is_err() {
+                    tracing::warn!("the consumer group did not answer the leave before the shutdown deadline; stopping anyway");
+                }
+            }
+        }
+        Ok(left)
+    }
+}

@@ -1,0 +1,131 @@
+//! Outgoing records as kept in the store's outbox until the broker acknowledges their batch.
+
+use tact_kafka::Kind;
+
+/// Topic, partition (when the producer must not choose one), key and value of one record. A
+/// `None` value is a tombstone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutRecord {
+    pub topic: String,
+    pub partition: Option<i32>,
+    pub key: Vec<u8>,
+    pub value: Option<Vec<u8>>,
+}
+
+impl OutRecord {
+    /// A record for `topic` whose partition follows from its key.
+    pub fn keyed(topic: &str, key: Vec<u8>, value: Vec<u8>) -> OutRecord {
+        OutRecord {
+            topic: topic.to_owned(),
+            partition: None,
+            key,
+            value: Some(value),
+        }
+    }
+}
+
+/// An outbox entry: the record and the relay stage it belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxEntry {
+    pub kind: Kind,
+    pub record: OutRecord,
+}
+
+const VERSION: u8 = 1;
+
+fn kind_byte(kind: Kind) -> u8 {
+    match kind {
+        Kind::Output => 0,
+        Kind::ChangelogData => 1,
+        Kind::ChangelogMeta => 2,
+    }
+}
+
+impl OutboxEntry {
+    /// `[1][kind][partition i32, -1: any][u16 topic len][topic][u32 key len][key][0|1 value][value]`.
+    pub fn encode(&self) -> Vec<u8> {
+        let r = &self.record;
+        let value = r.value.as_deref().unwrap_or_default();
+        let mut out = Vec::with_capacity(14 + r.topic.len() + r.key.len() + value.len());
+        out.push(VERSION);
+        out.push(kind_byte(self.kind));
+        out.extend_from_slice(&r.partition.unwrap_or(-1).to_be_bytes());
+        out.extend_from_slice(&(r.topic.len() as u16).to_be_bytes());
+        out.extend_from_slice(r.topic.as_bytes());
+        out.extend_from_slice(&(r.key.len() as u32).to_be_bytes());
+        out.extend_from_slice(&r.key);
+        out.push(u8::from(r.value.is_some()));
+        out.extend_from_slice(value);
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Option<OutboxEntry> {
+        let (&[version, kind], rest) = bytes.split_first_chunk::<2>()?;
+        if version != VERSION {
+            return None;
+        }
+        let kind = match kind {
+            0 => Kind::Output,
+            1 => Kind::ChangelogData,
+            2 => Kind::ChangelogMeta,
+            _ => return None,
+        };
+        let (partition, rest) = rest.split_first_chunk::<4>()?;
+        let partition = i32::from_be_bytes(*partition);
+        let (len, rest) = rest.split_first_chunk::<2>()?;
+        let len = usize::from(u16::from_be_bytes(*len));
+        let topic = std::str::from_utf8(rest.get(..len)?).ok()?.to_owned();
+        let rest = &rest[len..];
+        let (klen, rest) = rest.split_first_chunk::<4>()?;
+        let klen = usize::try_from(u32::from_be_bytes(*klen)).ok()?;
+        let key = rest.get(..klen)?.to_vec();
+        let (has_value, value) = rest.get(klen..)?.split_first()?;
+        Some(OutboxEntry {
+            kind,
+            record: OutRecord {
+                topic,
+                partition: (partition >= 0).then_some(partition),
+                key,
+                value: (*has_value == 1).then(|| value.to_vec()),
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outbox_entries_round_trip_tombstones_included_and_garbage_is_refused() {
+        for entry in [
+            OutboxEntry {
+                kind: Kind::Output,
+                record: OutRecord::keyed("decisions", b"cust-1".to_vec(), vec![0xC3, 1, 2]),
+            },
+            OutboxEntry {
+                kind: Kind::ChangelogData,
+                record: OutRecord {
+                    topic: "tact-changelog".into(),
+                    partition: Some(4),
+                    key: b"scust".to_vec(),
+                    value: None,
+                },
+            },
+            OutboxEntry {
+                kind: Kind::ChangelogMeta,
+                record: OutRecord {
+                    topic: "c".into(),
+                    partition: Some(0),
+                    key: vec![],
+                    value: Some(vec![]),
+                },
+            },
+        ] {
+            assert_eq!(OutboxEntry::decode(&entry.encode()), Some(entry));
+        }
+        assert_eq!(OutboxEntry::decode(&[1, 0, 0]), None);
+        assert_eq!(OutboxEntry::decode(&[]), None);
+        assert_eq!(OutboxEntry::decode(&[9; 30]), None);
+    }
+}

@@ -1,0 +1,341 @@
+//! The edge on librdkafka's mock cluster with a small counting job: every record of a key gets
+//! the next number, so the outputs show at a glance whether anything was lost (a gap), applied
+//! twice (a number reused for another record) or re-sent (a duplicate, allowed, identical).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tact_edge::{Cx, Edge, EdgeSettings, Emit, Job, JobError, OutRecord, Record, Topic};
+use tact_kafka::rdkafka::config::ClientConfig;
+use tact_kafka::rdkafka::consumer::{BaseConsumer, Consumer};
+use tact_kafka::rdkafka::mocking::MockCluster;
+use tact_kafka::rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use tact_kafka::rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+use tact_kafka::rdkafka::{Message, Offset, TopicPartitionList};
+use tact_store::{Commit, MemoryStore, Partition, StateEntries, StateKey, StateStore};
+use tact_telemetry::{EdgeMetrics, Exporter, Health};
+
+const IN: &str = "in";
+const CHANGELOG: &str = "counter-changelog";
+const OUT: &str = "counted";
+const PARTITIONS: i32 = 4;
+
+/// State per key: the count and the input offset it last applied (so a partially restored
+/// changelog never applies a record twice).
+fn encode(count: i64, version: i64) -> Vec<u8> {
+    [count.to_be_bytes(), version.to_be_bytes()].concat()
+}
+
+fn decode(v: &[u8]) -> (i64, i64) {
+    let c = i64::from_be_bytes(v[..8].try_into().expect("count"));
+    let o = i64::from_be_bytes(v[8..16].try_into().expect("version"));
+    (c, o)
+}
+
+#[derive(Debug, Default)]
+struct Counter {
+    applied: u64,
+}
+
+impl Job for Counter {
+    fn open(&mut self, _cx: &Cx<'_>, _p: Partition) -> Result<(), JobError> {
+        Ok(())
+    }
+
+    fn close(&mut self, _p: Partition) {}
+
+    fn process(&mut self, cx: &Cx<'_>, records: Vec<Record>) -> Result<Emit, JobError> {
+        let mut emit = Emit::default();
+        let mut seen: HashMap<(Partition, String), (i64, i64)> = HashMap::new();
+        for r in records {
+            let key = String::from_utf8(r.key.clone().unwrap_or_default()).expect("utf8");
+            let slot = match seen.get(&(r.partition, key.clone())) {
+                Some(v) => *v,
+                None => {
+                    let k = StateKey::Customer(key.clone());
+                    cx.store
+                        .multi_get(&[(r.partition, &k)])?
+                        .remove(0)
+                        .map_or((0, -1), |v| decode(&v))
+                }
+            };
+            let (mut count, version) = slot;
+            if r.offset > version {
+                count += 1;
+                self.applied += 1;
+                emit.outputs.push((
+                    r.partition,
+                    OutRecord::keyed(
+                        OUT,
+                        key.clone().into_bytes(),
+                        format!("{key}:{count}").into_bytes(),
+                    ),
+                ));
+            }
+            seen.insert((r.partition, key), (count, r.offset.max(version)));
+            emit.applied.push((r.partition, r.input, r.offset));
+        }
+        for ((p, key), (count, version)) in seen {
+            emit.commit
+                .state_puts
+                .push((p, StateKey::Customer(key), encode(count, version)));
+        }
+        Ok(emit)
+    }
+
+    fn derive(&self, _p: Partition, _restored: &StateEntries) -> Result<Commit, JobError> {
+        Ok(Commit::default())
+    }
+}
+
+fn settings(bootstrap: &str, group: &str) -> EdgeSettings {
+    EdgeSettings {
+        bootstrap_servers: bootstrap.to_owned(),
+        group_id: group.to_owned(),
+        instance_id: None,
+        client: [
+            ("session.timeout.ms", "6000"),
+            ("heartbeat.interval.ms", "200"),
+            ("statistics.interval.ms", "0"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect(),
+        driving: Topic {
+            name: IN.into(),
+            label: "in",
+        },
+        co_partitioned: Vec::new(),
+        global: None,
+        changelog: CHANGELOG.into(),
+        outputs: vec![OUT.into()],
+        batch_max_events: 50,
+        batch_max_wait: Duration::from_millis(20),
+        commit_interval: Duration::from_millis(50),
+        shutdown_deadline: Duration::from_secs(5),
+        revoke_deadline: Duration::from_secs(5),
+        idle_after: None,
+        max_in_flight: 10_000,
+        orphan_grace: Duration::from_secs(1),
+        require_compaction: false,
+        connect_timeout: Duration::from_secs(10),
+    }
+}
+
+struct Instance {
+    stop: Arc<AtomicBool>,
+    metrics: EdgeMetrics,
+    thread: std::thread::JoinHandle<Result<u64, String>>,
+}
+
+fn start(bootstrap: &str, group: &str, store: Arc<dyn StateStore>) -> Instance {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let stop = Arc::new(AtomicBool::new(false));
+    let s = settings(bootstrap, group);
+    let flag = stop.clone();
+    let metrics = EdgeMetrics::register(&mut Exporter::registry(), &["in"]);
+    let shared = metrics.clone();
+    let thread = std::thread::spawn(move || {
+        let health = Arc::new(Health::new(30_000));
+        let edge = Edge::new(s, Counter::default(), store, shared, health, &flag)
+            .map_err(|e| e.to_string())?;
+        let stopped = edge.run(&flag).map_err(|e| e.to_string())?;
+        Ok(stopped.job.applied)
+    });
+    Instance {
+        stop,
+        metrics,
+        thread,
+    }
+}
+
+impl Instance {
+    /// Waits until this instance owns `n` partitions, all of them restored.
+    fn wait_owning(&self, n: i64, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.metrics.partitions_assigned.get() == n
+                && self.metrics.partitions_restoring.get() == 0
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "the instance owns {} partitions ({} restoring), wanted {n}",
+            self.metrics.partitions_assigned.get(),
+            self.metrics.partitions_restoring.get()
+        );
+    }
+
+    fn stop(self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread
+            .join()
+            .expect("edge thread")
+            .expect("edge stopped cleanly")
+    }
+}
+
+fn produce(bootstrap: &str, keys: &[String], from: usize, n: usize) {
+    let p: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("producer");
+    for i in from..from + n {
+        let key = &keys[i % keys.len()];
+        let part = (i % keys.len()) as i32 % PARTITIONS;
+        p.send(BaseRecord::to(IN).key(key).payload("x").partition(part))
+            .expect("send");
+        p.poll(Duration::ZERO);
+    }
+    p.flush(Duration::from_secs(10)).expect("flush");
+}
+
+/// Every value in the output topic.
+fn outputs(bootstrap: &str) -> Vec<String> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "reader")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(OUT, 0, Offset::Beginning)
+        .expect("tpl");
+    c.assign(&tpl).expect("assign");
+    let mut out = Vec::new();
+    let mut idle = Instant::now();
+    while idle.elapsed() < Duration::from_millis(700) {
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(50)) {
+            out.push(String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned());
+            idle = Instant::now();
+        }
+    }
+    out
+}
+
+/// Waits until the outputs hold exactly `1..=n` for every key (nothing lost, nothing counted
+/// twice), duplicates of those allowed. Returns the outputs.
+fn wait_complete(
+    bootstrap: &str,
+    expected: &BTreeMap<String, i64>,
+    timeout: Duration,
+) -> Vec<String> {
+    let want: BTreeSet<String> = expected
+        .iter()
+        .flat_map(|(k, n)| (1..=*n).map(move |c| format!("{k}:{c}")))
+        .collect();
+    let deadline = Instant::now() + timeout;
+    loop {
+        let got = outputs(bootstrap);
+        let distinct: BTreeSet<String> = got.iter().cloned().collect();
+        if distinct == want || Instant::now() > deadline {
+            let missing: Vec<&String> = want.difference(&distinct).take(5).collect();
+            let extra: Vec<&String> = distinct.difference(&want).take(5).collect();
+            assert!(
+                missing.is_empty() && extra.is_empty(),
+                "outputs differ from a straight count: missing {missing:?}, extra {extra:?}"
+            );
+            return got;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn cluster() -> (
+    MockCluster<'static, tact_kafka::rdkafka::producer::DefaultProducerContext>,
+    String,
+) {
+    let mock = MockCluster::new(1).expect("mock cluster");
+    mock.create_topic(IN, PARTITIONS, 1).expect("topic");
+    mock.create_topic(CHANGELOG, PARTITIONS, 1).expect("topic");
+    mock.create_topic(OUT, 1, 1).expect("topic");
+    let bootstrap = mock.bootstrap_servers();
+    (mock, bootstrap)
+}
+
+fn expected(keys: &[String], n: usize) -> BTreeMap<String, i64> {
+    let mut e = BTreeMap::new();
+    for i in 0..n {
+        *e.entry(keys[i % keys.len()].clone()).or_insert(0) += 1;
+    }
+    e
+}
+
+#[test]
+fn a_second_instance_takes_partitions_with_their_state_and_nothing_is_lost_or_counted_twice() {
+    let (_mock, bootstrap) = cluster();
+    let keys: Vec<String> = (0..12).map(|i| format!("k{i}")).collect();
+    produce(&bootstrap, &keys, 0, 240);
+    let a = start(&bootstrap, "g1", Arc::new(MemoryStore::new()));
+    wait_complete(&bootstrap, &expected(&keys, 240), Duration::from_secs(60));
+    // B joins while input keeps arriving: A hands half its partitions over mid-stream and B
+    // restores their counts from the changelog.
+    let b = start(&bootstrap, "g1", Arc::new(MemoryStore::new()));
+    produce(&bootstrap, &keys, 240, 240);
+    b.wait_owning(2, Duration::from_secs(60));
+    a.wait_owning(2, Duration::from_secs(60));
+    produce(&bootstrap, &keys, 480, 240);
+    wait_complete(&bootstrap, &expected(&keys, 720), Duration::from_secs(60));
+    let applied_a = a.stop();
+    let applied_b = b.stop();
+    assert!(
+        applied_b > 0,
+        "the second instance never processed anything"
+    );
+    assert!(applied_a + applied_b >= 720);
+}
+
+#[test]
+fn refused_deliveries_are_sent_again_and_nothing_is_lost() {
+    let (mock, bootstrap) = cluster();
+    let keys: Vec<String> = (0..6).map(|i| format!("r{i}")).collect();
+    let a = start(&bootstrap, "g2", Arc::new(MemoryStore::new()));
+    // Every produce request fails a few times (outputs and changelog alike) before it succeeds.
+    mock.request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS; 20],
+    );
+    produce(&bootstrap, &keys, 0, 120);
+    wait_complete(&bootstrap, &expected(&keys, 120), Duration::from_secs(60));
+    a.stop();
+}
+
+#[test]
+fn a_restart_on_the_same_store_resumes_without_counting_anything_again() {
+    let (_mock, bootstrap) = cluster();
+    let keys: Vec<String> = (0..8).map(|i| format!("s{i}")).collect();
+    let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
+    produce(&bootstrap, &keys, 0, 80);
+    let a = start(&bootstrap, "g3", store.clone());
+    wait_complete(&bootstrap, &expected(&keys, 80), Duration::from_secs(60));
+    assert_eq!(a.stop(), 80);
+    produce(&bootstrap, &keys, 80, 80);
+    let again = start(&bootstrap, "g3", store);
+    wait_complete(&bootstrap, &expected(&keys, 160), Duration::from_secs(60));
+    assert_eq!(
+        again.stop(),
+        80,
+        "only the new records are applied after a restart"
+    );
+}
+
+#[test]
+fn a_lost_disk_is_restored_from_the_changelog() {
+    let (_mock, bootstrap) = cluster();
+    let keys: Vec<String> = (0..8).map(|i| format!("d{i}")).collect();
+    produce(&bootstrap, &keys, 0, 80);
+    let a = start(&bootstrap, "g4", Arc::new(MemoryStore::new()));
+    wait_complete(&bootstrap, &expected(&keys, 80), Duration::from_secs(60));
+    a.stop();
+    produce(&bootstrap, &keys, 80, 80);
+    // A fresh, empty store: the counts must come back from the changelog, not start at 1.
+    let again = start(&bootstrap, "g4", Arc::new(MemoryStore::new()));
+    wait_complete(&bootstrap, &expected(&keys, 160), Duration::from_secs(60));
+    assert_eq!(again.stop(), 80);
+}

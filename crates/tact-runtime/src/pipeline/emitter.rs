@@ -1,0 +1,182 @@
+//! Turns what the core decided into outgoing records: encodes them, counts them (metrics and the
+//! run summary) and files them under the input partition they belong to.
+
+use crate::config::Topics;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tact_codec::{DeadLetter, Encoder, ErrorClass, OutputFormat, Receipt, Stage};
+use tact_core::Outcome;
+use tact_edge::OutRecord;
+use tact_store::Partition;
+use tact_telemetry::{GateReason, KindChannel, Metrics, TopicClass};
+
+/// Counts for the end-of-run summary.
+#[derive(Debug, Default, Clone)]
+pub struct RunSummary {
+    pub events: u64,
+    pub commands: u64,
+    pub skipped: u64,
+    pub dead_lettered: u64,
+    pub decisions: BTreeMap<&'static str, u64>,
+    pub suppressions: BTreeMap<(&'static str, &'static str), u64>,
+    pub elapsed: Duration,
+    pub unacknowledged_at_exit: usize,
+}
+
+/// Where a dead letter came from.
+#[derive(Debug, Clone, Copy)]
+pub struct Origin<'a> {
+    pub topic: &'a str,
+    pub label: &'static str,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<&'a [u8]>,
+    pub value: Option<&'a [u8]>,
+}
+
+pub struct Emitter {
+    encoder: Encoder,
+    topics: Topics,
+    metrics: Arc<Metrics>,
+    pub summary: RunSummary,
+}
+
+impl std::fmt::Debug for Emitter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Emitter").finish_non_exhaustive()
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+impl Emitter {
+    pub fn new(format: OutputFormat, topics: Topics, metrics: Arc<Metrics>) -> Emitter {
+        Emitter {
+            encoder: Encoder::new(format),
+            topics,
+            metrics,
+            summary: RunSummary::default(),
+        }
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    pub fn topics(&self) -> &Topics {
+        &self.topics
+    }
+
+    /// Every decision and suppressed candidate of `outcome`, under partition `p`.
+    pub fn outcome(
+        &mut self,
+        p: Partition,
+        outcome: Outcome,
+        out: &mut Vec<(Partition, OutRecord)>,
+    ) {
+        for d in outcome.decisions {
+            self.metrics
+                .decisions
+                .get_or_create(&KindChannel {
+                    kind: d.kind.as_str(),
+                    channel: d.channel.as_str(),
+                })
+                .inc();
+            *self.summary.decisions.entry(d.kind.as_str()).or_default() += 1;
+            let value = self.encoder.decision(&d);
+            out.push((
+                p,
+                OutRecord::keyed(&self.topics.decisions, d.customer_id.into_bytes(), value),
+            ));
+        }
+        for s in outcome.suppressed {
+            self.metrics
+                .suppressions
+                .get_or_create(&GateReason {
+                    gate: s.gate.as_str(),
+                    reason: s.reason_code,
+                })
+                .inc();
+            *self
+                .summary
+                .suppressions
+                .entry((s.gate.as_str(), s.reason_code))
+                .or_default() += 1;
+            let value = self.encoder.suppressed(&s);
+            out.push((
+                p,
+                OutRecord::keyed(&self.topics.suppressed, s.customer_id.into_bytes(), value),
+            ));
+        }
+    }
+
+    /// An input record tact could not use, with why; the offset still advances.
+    pub fn dead_letter(
+        &mut self,
+        p: Partition,
+        origin: Origin<'_>,
+        class: ErrorClass,
+        message: &str,
+        out: &mut Vec<(Partition, OutRecord)>,
+    ) {
+        let record = DeadLetter {
+            source_topic: origin.topic,
+            source_partition: origin.partition,
+            source_offset: origin.offset,
+            original_key: origin.key,
+            original_value: origin.value,
+            stage: if class == ErrorClass::InvalidField {
+                Stage::Validate
+            } else {
+                Stage::Decode
+            },
+            error_class: class,
+            message,
+            dead_lettered_at_ms: now_ms(),
+        };
+        tracing::warn!(
+            topic = %origin.topic, partition = origin.partition, offset = origin.offset,
+            class = class.as_str(), %message, "dead-lettering an input record"
+        );
+        self.metrics
+            .dead_lettered
+            .get_or_create(&TopicClass {
+                topic: origin.label,
+                error_class: class.as_str(),
+            })
+            .inc();
+        self.summary.dead_lettered += 1;
+        let value = self.encoder.dead_letter(&record);
+        out.push((
+            p,
+            OutRecord::keyed(
+                &self.topics.dead_letter,
+                origin.key.map(<[u8]>::to_vec).unwrap_or_default(),
+                value,
+            ),
+        ));
+    }
+
+    /// The proof of an erasure, keyed by the command id (it names the request, not the person).
+    pub fn receipt(
+        &mut self,
+        p: Partition,
+        receipt: &Receipt<'_>,
+        out: &mut Vec<(Partition, OutRecord)>,
+    ) {
+        let value = self.encoder.erasure_receipt(receipt);
+        out.push((
+            p,
+            OutRecord::keyed(
+                &self.topics.erasure_receipts,
+                receipt.command_id.as_bytes().to_vec(),
+                value,
+            ),
+        ));
+    }
+}

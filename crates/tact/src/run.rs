@@ -1,0 +1,111 @@
+//! `tact run`: the decision pipeline against a cluster.
+
+use crate::serve::{exit_code, start_admin, start_edges};
+use serde_json::json;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use tact_runtime::config::{LogFormat, Settings};
+use tact_store::{RocksOptions, RocksStore, StateStore};
+use tact_telemetry::{CustomerLookup, Exporter, Health, Metrics, Names};
+
+/// The label values metrics are pre-created with.
+pub fn names() -> Names {
+    Names {
+        topics: vec!["clickstream", "profile_commands", "catalog"],
+        error_classes: tact_codec::ErrorClass::ALL
+            .iter()
+            .map(|c| c.as_str())
+            .collect(),
+        kinds: tact_core::DecisionKind::ALL
+            .iter()
+            .map(|k| k.as_str())
+            .collect(),
+        channels: tact_core::Channel::ALL.iter().map(|c| c.as_str()).collect(),
+    }
+}
+
+pub fn cmd_run(config: Option<&Path>) -> ExitCode {
+    let settings = match Settings::load_from_process(config) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    tact_telemetry::init_logs(&settings.log_level, settings.log_format == LogFormat::Json);
+    let mut registry = Exporter::registry();
+    let metrics = Arc::new(Metrics::register(
+        &mut registry,
+        env!("CARGO_PKG_VERSION"),
+        &names(),
+    ));
+    let exporter = Arc::new(Exporter::new(registry));
+    let health = Arc::new(Health::new(30_000));
+    let stop = Arc::new(AtomicBool::new(false));
+    let edges = match start_edges(settings.http_listen, exporter, health.clone(), stop.clone()) {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(3);
+        }
+    };
+    let store: Arc<dyn StateStore> = match RocksStore::open(
+        &settings.state_dir,
+        &RocksOptions {
+            block_cache_bytes: settings.block_cache_bytes,
+            ..RocksOptions::default()
+        },
+    ) {
+        Ok(s) => Arc::new(s),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(3);
+        }
+    };
+    if let Some(addr) = settings.admin_listen {
+        let view = store.clone();
+        let policy = settings.rules.policy.clone();
+        let owned = health.clone();
+        let changelog = settings.topics.changelog.clone();
+        let lookup: CustomerLookup = Arc::new(move |id: &str| match tact_runtime::inspect::lookup(
+            &*view, id, &policy,
+        )? {
+            Some(v) => Ok(Ok(serde_json::to_string_pretty(&v).unwrap_or_default())),
+            None => {
+                let here = owned
+                    .partitions
+                    .lock()
+                    .map(|p| p.clone())
+                    .unwrap_or_default();
+                Ok(Err(json!({
+                        "error": "no state is held for this customer by this instance",
+                        "partitions_here": here,
+                        "elsewhere": format!("another instance of the group may own their partition; `tact inspect --config FILE --customer ID` reads the changelog {changelog}, which holds every customer"),
+                    })
+                    .to_string()))
+            }
+        });
+        if let Err(e) = start_admin(&edges, addr, lookup, stop.clone()) {
+            eprintln!("error: {e}");
+            return ExitCode::from(3);
+        }
+    }
+    match tact_runtime::service::run(settings, store, metrics, health, &stop) {
+        Ok(summary) => {
+            tracing::info!(
+                events = summary.events,
+                decisions = summary.decisions.values().sum::<u64>(),
+                unacknowledged = summary.unacknowledged_at_exit,
+                "stopped"
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "stopping");
+            eprintln!("error: {e}");
+            exit_code(&e)
+        }
+    }
+}
