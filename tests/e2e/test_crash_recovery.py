@@ -127,9 +127,9 @@ def test_sigkill_at_random_moments_loses_nothing_and_applies_nothing_twice(tact,
 
     inputs = topic_set("crash-in")
     topics_a = {**inputs, **{k: v.replace("crash-in", "crash-A") for k, v in inputs.items()
-                             if k in ("decisions", "suppressed", "dead_letter")}}
+                             if k in ("decisions", "suppressed", "dead_letter", "changelog")}}
     topics_b = {**inputs, **{k: v.replace("crash-in", "crash-B") for k, v in inputs.items()
-                             if k in ("decisions", "suppressed", "dead_letter")}}
+                             if k in ("decisions", "suppressed", "dead_letter", "changelog")}}
     broker.create_topics(sorted(set(topics_a.values()) | set(topics_b.values())), partitions=PARTITIONS)
     cfg = {"pipeline": {"batch_max_events": 200, "batch_max_wait_ms": 50}}
     a = tact(topics_a, overrides=cfg, name="tact-A", group_id=f"{tag}-A")
@@ -320,9 +320,9 @@ def test_commands_and_events_in_flight_apply_in_order_across_sigkills(tact, brok
     commands = consents + profile_commands(customers, events, rng)
     inputs = topic_set("inflight-in")
     topics_a = {**inputs, **{k: v.replace("inflight-in", "inflight-A") for k, v in inputs.items()
-                             if k in ("decisions", "suppressed", "dead_letter", "erasure_receipts")}}
+                             if k in ("decisions", "suppressed", "dead_letter", "erasure_receipts", "changelog")}}
     topics_b = {**inputs, **{k: v.replace("inflight-in", "inflight-B") for k, v in inputs.items()
-                             if k in ("decisions", "suppressed", "dead_letter", "erasure_receipts")}}
+                             if k in ("decisions", "suppressed", "dead_letter", "erasure_receipts", "changelog")}}
     broker.create_topics(sorted(set(topics_a.values()) | set(topics_b.values())), partitions=PARTITIONS)
     producer = InputProducer(broker.bootstrap)
     producer.send_commands(inputs["profile_commands"], commands, fmt="json")

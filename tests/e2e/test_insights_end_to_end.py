@@ -78,6 +78,8 @@ class InsightsProcess:
                  name: str, group_id: str):
         self.binary, self.workdir, self.name = binary, Path(workdir), name
         self.bootstrap, self.clickstream, self.insights, self.group_id = bootstrap, clickstream, insights, group_id
+        # One lane group's own topics: its shares between partitions and its changelog.
+        self.partials, self.changelog = f"{insights}-partials", f"{insights}-changelog"
         self.state_dir = self.workdir / f"{name}-state"
         self.config_path = self.workdir / f"{name}.toml"
         self.log_path = self.workdir / f"{name}.log"
@@ -87,8 +89,10 @@ class InsightsProcess:
 
     def config(self) -> dict:
         return {
-            "kafka": {"bootstrap_servers": self.bootstrap, "group_id": self.group_id},
-            "topics": {"clickstream": self.clickstream, "insights": self.insights},
+            "kafka": {"bootstrap_servers": self.bootstrap, "group_id": self.group_id,
+                      "client": {"session.timeout.ms": "2000", "heartbeat.interval.ms": "300"}},
+            "topics": {"clickstream": self.clickstream, "insights": self.insights,
+                       "partials": self.partials, "changelog": self.changelog},
             "input": {"clickstream_format": "avro_confluent"},
             "state": {"dir": str(self.state_dir)},
             "pipeline": {"batch_max_events": 100, "batch_max_wait_ms": 50, "commit_interval_ms": 100,
@@ -152,9 +156,9 @@ class InsightsProcess:
 def lanes(insights_bin, broker, tmp_path):
     made: list[InsightsProcess] = []
 
-    def make(clickstream: str, insights: str, name: str) -> InsightsProcess:
+    def make(clickstream: str, insights: str, name: str, group_id: str | None = None) -> InsightsProcess:
         p = InsightsProcess(insights_bin, tmp_path, broker.bootstrap, clickstream, insights, name,
-                            unique(f"insights-{name}"))
+                            group_id or unique(f"insights-{name}"))
         made.append(p)
         return p
 
@@ -271,7 +275,7 @@ def test_generated_sessions_produce_exactly_the_expected_findings_and_nothing_be
     tag = unique("ins")
     events, window = generate(tag, random.Random(SEED))
     clicks, insights = f"{tag}-clickstream", f"{tag}-insights"
-    broker.create_topics([clicks, insights], partitions=PARTITIONS)
+    broker.create_topics([clicks, insights, f"{insights}-partials", f"{insights}-changelog"], partitions=PARTITIONS)
     lane = lanes(clicks, insights, "lane").start()
 
     producer = InputProducer(broker.bootstrap)
@@ -317,7 +321,8 @@ def test_sigkill_mid_stream_never_double_counts_a_window(lanes, broker):
     events, window = generate(tag, rng)
     clicks = f"{tag}-clickstream"
     out_a, out_b = f"{tag}-insights-A", f"{tag}-insights-B"
-    broker.create_topics([clicks, out_a, out_b], partitions=PARTITIONS)
+    broker.create_topics([clicks] + [f"{o}{x}" for o in (out_a, out_b) for x in ("", "-partials", "-changelog")],
+                         partitions=PARTITIONS)
     a = lanes(clicks, out_a, "A").start()
     b = lanes(clicks, out_b, "B").start()
 
@@ -379,3 +384,60 @@ def test_sigkill_mid_stream_never_double_counts_a_window(lanes, broker):
                            >= ends.get(p, 0) for p in range(PARTITIONS)), 60, 0.3,
                lambda: f"B did not commit its input: {committed_offsets(broker.bootstrap, b.group_id, clicks, range(PARTITIONS))} vs {ends}")
     assert a.stop() == 0 and b.stop() == 0
+
+
+def test_one_lane_or_three_publish_the_same_findings_even_when_one_of_the_three_is_killed(lanes, broker):
+    """Findings are k-thresholded over every partition's sessions: each partition's share of a
+    window goes to the partition that merges it, so three lanes sharing the partitions (one of
+    them killed mid-stream, its partitions restored by the others) publish what one lane does."""
+    tag = unique("insmulti")
+    events, window = generate(tag, random.Random(SEED + 2))
+    clicks = f"{tag}-clickstream"
+    out_a, out_b = f"{tag}-insights-A", f"{tag}-insights-B"
+    broker.create_topics([clicks] + [f"{o}{x}" for o in (out_a, out_b) for x in ("", "-partials", "-changelog")],
+                         partitions=PARTITIONS)
+    a = lanes(clicks, out_a, "A").start()
+    group = unique("insights-B")
+    bs = [lanes(clicks, out_b, f"B{i}", group).start() for i in (1, 2, 3)]
+    wait_until(lambda: all(b.metrics().value("tact_insights_partitions_assigned") == 1
+                           and b.metrics().value("tact_insights_partitions_restoring") == 0 for b in bs), 90, 0.3,
+               lambda: "partitions: " + ", ".join(
+                   f"{b.name}={b.metrics().value('tact_insights_partitions_assigned')}" for b in bs))
+    producer = InputProducer(broker.bootstrap)
+    done = threading.Event()
+
+    def produce():
+        start = time.monotonic()
+        for i, ev in enumerate(events):
+            producer.send(clicks, ev["customer_id"], encode_click(ev))
+            lag = start + 15.0 * (i + 1) / len(events) - time.monotonic()
+            if lag > 0:
+                time.sleep(lag)
+        producer.flush(60)
+        done.set()
+
+    t = threading.Thread(target=produce, daemon=True)
+    t.start()
+    consumed = lambda: sum(b.metrics().value("tact_insights_events_consumed_total", topic="clickstream")  # noqa: E731
+                           for b in bs if b.alive())
+    wait_until(lambda: consumed() >= len(events) / 3, 60, 0.2, lambda: f"the group consumed {consumed()}")
+    bs[1].kill()  # never restarted: B1 and B3 restore its partition from the changelog
+    t.join(60)
+    assert done.is_set()
+    send_flush(broker.bootstrap, clicks, tag, window)
+    fa = read_insights(broker.bootstrap, out_a, len(EXPECTED))
+    wait_until(lambda: len({f["finding_id"] for _, f in read_insights(broker.bootstrap, out_b, 0, timeout=5)})
+               >= len(EXPECTED), 120, 1, lambda: f"the group published too little:\n{bs[0].diagnostics()}")
+    fb = read_insights(broker.bootstrap, out_b, len(EXPECTED))
+    assert_expected(fa, window, "one lane")
+    assert_expected(fb, window, "three lanes, one killed")
+    assert_nothing_person_level(fb, events)
+    by_a = {f["finding_id"]: f for _, f in fa}
+    assert {f["finding_id"] for _, f in fb} == set(by_a)
+    for _, f in fb:
+        assert f == by_a[f["finding_id"]], f"the group's {f['finding_id']} differs:\n{f}\nvs\n{by_a[f['finding_id']]}"
+    survivors = [b for b in bs if b.alive()]
+    assert sum(b.metrics().value("tact_insights_partitions_assigned") for b in survivors) == PARTITIONS
+    assert sum(b.metrics().value("tact_insights_restore_records_total") for b in survivors) > 0
+    for p in [a, *survivors]:
+        assert p.stop() == 0

@@ -118,6 +118,11 @@ pub(crate) struct Core<J: Job> {
     co_position: HashMap<(Partition, u8), i64>,
     deletable: Vec<(Partition, u64)>,
     checkpoints: Vec<(Partition, i64)>,
+    /// The offsets (next to read) to have committed per (topic, partition), and whether the group
+    /// has not confirmed them yet: a commit can fail (a rebalance in progress), and a partition
+    /// that gets no more input would otherwise keep an old committed offset forever.
+    commit_wanted: BTreeMap<(String, Partition), i64>,
+    pub(crate) commit_dirty: bool,
     orphans: BTreeSet<Partition>,
     orphan_deadline: Option<Instant>,
     purges: Vec<Purge>,
@@ -223,6 +228,8 @@ impl<J: Job> Core<J> {
             co_position: HashMap::new(),
             deletable: Vec::new(),
             checkpoints: Vec::new(),
+            commit_wanted: BTreeMap::new(),
+            commit_dirty: false,
             orphans: held.into_iter().collect(),
             orphan_deadline: None,
             purges: Vec::new(),
@@ -480,15 +487,20 @@ impl<J: Job> Core<J> {
         if !commit.is_empty() {
             self.write(&commit)?;
         }
-        let offsets = self.relay.take_committable();
+        for (topic, partition, next) in self.relay.take_committable() {
+            let slot = self.commit_wanted.entry((topic, partition)).or_insert(next);
+            *slot = (*slot).max(next);
+            self.commit_dirty = true;
+        }
         self.update_lag();
-        if offsets.is_empty() {
+        if !self.commit_dirty {
             return Ok(());
         }
+        self.commit_dirty = false;
         // The state behind these offsets must survive power loss before Kafka forgets the input.
         self.store.sync().map_err(fatal)?;
         let mut tpl = TopicPartitionList::new();
-        for (topic, partition, next) in &offsets {
+        for ((topic, partition), next) in &self.commit_wanted {
             if let Err(e) = tpl.add_partition_offset(topic, *partition, Offset::Offset(*next)) {
                 tracing::warn!(error = %e, "cannot stage an offset commit");
             }
@@ -802,6 +814,7 @@ impl<J: Job> Core<J> {
         self.checkpoints.retain(|(q, _)| *q != p);
         self.applied.retain(|(q, _), _| *q != p);
         self.co_position.retain(|(q, _), _| *q != p);
+        self.commit_wanted.retain(|(_, q), _| *q != p);
         if let Some(job) = self.job.as_mut() {
             job.close(p);
         }
@@ -1131,6 +1144,12 @@ impl<J: Job> Core<J> {
             local_puts: vec![(p, LocalKey::Checkpoint, encode_i64(until + 1))],
             ..Commit::default()
         })?;
+        if !verify {
+            // The changelog holds a deleted value until its tombstone (an erased customer's
+            // earlier states, until the broker compacts them): a restore wrote it and deleted it
+            // again, so it must leave the files like any erasure.
+            self.purges.push(Purge::Partition(p));
+        }
         let seconds = r.since.elapsed().as_secs_f64();
         self.metrics.restore_duration.observe(seconds);
         tracing::info!(
@@ -1163,11 +1182,15 @@ impl<J: Job> Core<J> {
             };
             let applied = self
                 .store
-                .meta(p, &MetaKey::Applied(topic))
+                .meta(p, &MetaKey::Applied(topic.clone()))
                 .map_err(fatal)?
                 .and_then(|v| decode_i64(&v));
             if let Some(a) = applied {
                 self.applied.insert((p, input), a);
+                // What a previous owner applied may not have been committed (its last commit can
+                // fail in the rebalance that moved the partition): commit it from here.
+                self.commit_wanted.insert((topic, p), a + 1);
+                self.commit_dirty = true;
             }
             out.push((input, applied.map(|a| a + 1)));
         }
