@@ -8,12 +8,15 @@ against the shipped schemas/erasure_receipt.avsc.
 
 from __future__ import annotations
 
+import io
+import json
 import uuid
 
+import fastavro
 import pytest
 
-from harness import (click, decode_single_object, files_containing, now_ms, read_topic, set_consent, tact_inspect,
-                     topic_set)
+from harness import (REPO_ROOT, click, decode_single_object, files_containing, now_ms, read_topic, schema, set_consent,
+                     tact_inspect, topic_set)
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -59,6 +62,11 @@ def test_erase_removes_every_trace_emits_a_receipt_and_a_later_event_starts_afre
     removed = receipt["removed"]
     assert removed["had_state"] and removed["interests"] >= 1 and removed["consents"] == 1, removed
     assert receipt["purged"] is True
+    assert receipt["changelog_topic"] == topics["changelog"] and receipt["changelog_partition"] == 0, receipt
+    # A consumer still on the receipt schema before the changelog fields reads it too.
+    old_schema = fastavro.parse_schema(json.loads((REPO_ROOT / "schemas/history/erasure_receipt.v1.avsc").read_text()))
+    old = fastavro.schemaless_reader(io.BytesIO(rec.value[10:]), schema("ErasureReceipt").parsed, old_schema)
+    assert old["command_id"] == erase_id and "changelog_topic" not in old, old
     m = p.metrics()
     assert m.value("tact_erasures_total") == 1
     assert m.value("tact_erasure_lag_seconds_count") == 1, [l for l in m.text.splitlines() if "erasure" in l]

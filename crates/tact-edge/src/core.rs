@@ -21,8 +21,8 @@ use tact_kafka::rdkafka::producer::{BaseRecord, ThreadedProducer};
 use tact_kafka::rdkafka::{Message, Offset, TopicPartitionList};
 use tact_kafka::{Delivery, DeliveryContext, Kind, Relay};
 use tact_store::{
-    decode_i64, encode_i64, with_retry, Commit, LocalKey, MetaKey, Partition, Purge, StateKind,
-    StateStore, StoreError, PROCESS,
+    decode_i64, encode_i64, with_retry, Commit, LocalKey, MetaKey, Partition, Purge, Retrying,
+    StateKind, StateStore, StoreError, PROCESS,
 };
 use tact_telemetry::{EdgeMetrics, EventLabel, Health, TopicLabel, TopicPartition};
 
@@ -63,7 +63,7 @@ enum Phase {
         until: i64,
         position: i64,
         verify: bool,
-        pending: Commit,
+        pending: Box<Commit>,
         pending_records: usize,
     },
 }
@@ -76,9 +76,18 @@ struct Restore {
     remaining: i64,
 }
 
+impl Part {
+    fn phase(&self) -> Option<&Phase> {
+        match self {
+            Part::Restoring(r) => Some(&r.phase),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug)]
 enum Part {
-    Restoring(Restore),
+    Restoring(Box<Restore>),
     /// Restored; waiting for its inputs to be positioned.
     Ready,
     Active,
@@ -153,6 +162,22 @@ pub(crate) struct Parts<J> {
     pub metrics: EdgeMetrics,
     pub health: Arc<Health>,
     pub watermarks: Watermarks,
+}
+
+/// Store attempts of a job's reads before a busy store is an error.
+const READ_ATTEMPTS: usize = 12;
+
+fn never() -> bool {
+    false
+}
+
+/// The view of the store a job gets: reads wait out a busy store.
+fn retrying(store: &dyn StateStore) -> Retrying<'_> {
+    Retrying {
+        inner: store,
+        attempts: READ_ATTEMPTS,
+        stop: &never,
+    }
 }
 
 fn fatal(e: StoreError) -> EdgeError {
@@ -577,7 +602,7 @@ impl<J: Job> Core<J> {
         }
     }
 
-    fn cx<'a>(store: &'a dyn StateStore, partitions: &'a [Partition], count: i32) -> Cx<'a> {
+    fn cx<'a>(store: &'a Retrying<'a>, partitions: &'a [Partition], count: i32) -> Cx<'a> {
         Cx {
             store,
             partitions,
@@ -621,9 +646,10 @@ impl<J: Job> Core<J> {
         let active = self.active();
         let count = self.partition_count;
         let store = self.store.clone();
+        let view = retrying(&*store);
         let emit = self
             .job()?
-            .process(&Self::cx(&*store, &active, count), fresh)
+            .process(&Self::cx(&view, &active, count), fresh)
             .map_err(|e| EdgeError::Fatal(e.0))?;
         self.apply(emit)?;
         self.metrics
@@ -667,9 +693,10 @@ impl<J: Job> Core<J> {
                 let active = self.active();
                 let count = self.partition_count;
                 let store = self.store.clone();
+                let view = retrying(&*store);
                 let (emit, done) = self
                     .job()?
-                    .process_global(&Self::cx(&*store, &active, count), &m)
+                    .process_global(&Self::cx(&view, &active, count), &m)
                     .map_err(|e| EdgeError::Fatal(e.0))?;
                 self.apply(emit)?;
                 self.pump(Duration::ZERO)?;
@@ -692,9 +719,10 @@ impl<J: Job> Core<J> {
         let active = self.active();
         let count = self.partition_count;
         let store = self.store.clone();
+        let view = retrying(&*store);
         let emit = self
             .job()?
-            .idle(&Self::cx(&*store, &active, count), now_ms())
+            .idle(&Self::cx(&view, &active, count), now_ms())
             .map_err(|e| EdgeError::Fatal(e.0))?;
         self.apply(emit)
     }
@@ -736,12 +764,12 @@ impl<J: Job> Core<J> {
             self.orphans.remove(p);
             self.parts.insert(
                 *p,
-                Part::Restoring(Restore {
+                Part::Restoring(Box::new(Restore {
                     since: Instant::now(),
                     phase: Phase::Start,
                     records: 0,
                     remaining: 0,
-                }),
+                })),
             );
         }
         if self.orphan_deadline.is_none() {
@@ -880,7 +908,7 @@ impl<J: Job> Core<J> {
             until,
             position: from,
             verify,
-            pending: Commit::default(),
+            pending: Box::default(),
             pending_records: 0,
         };
         tracing::info!(
@@ -899,12 +927,9 @@ impl<J: Job> Core<J> {
     fn reassign_reader(&mut self) {
         let mut tpl = TopicPartitionList::new();
         for (p, s) in &self.parts {
-            if let Part::Restoring(Restore {
-                phase: Phase::Reading {
-                    position, until, ..
-                },
-                ..
-            }) = s
+            if let Some(Phase::Reading {
+                position, until, ..
+            }) = s.phase()
             {
                 if position < until {
                     let _ =
@@ -923,15 +948,7 @@ impl<J: Job> Core<J> {
         let starting: Vec<Partition> = self
             .parts
             .iter()
-            .filter(|(_, s)| {
-                matches!(
-                    s,
-                    Part::Restoring(Restore {
-                        phase: Phase::Start,
-                        ..
-                    })
-                )
-            })
+            .filter(|(_, s)| matches!(s.phase(), Some(Phase::Start)))
             .map(|(p, _)| *p)
             .collect();
         for p in starting {
@@ -961,25 +978,17 @@ impl<J: Job> Core<J> {
             }
         }
         // Changelog records of partitions being read.
-        let reading = self.parts.values().any(|s| {
-            matches!(
-                s,
-                Part::Restoring(Restore {
-                    phase: Phase::Reading { .. },
-                    ..
-                })
-            )
-        });
+        let reading = self
+            .parts
+            .values()
+            .any(|s| matches!(s.phase(), Some(Phase::Reading { .. })));
         let deadline = Instant::now() + Duration::from_millis(50);
         let mut done: BTreeSet<Partition> = BTreeSet::new();
         // Nothing between the checkpoint and the marker: ready without reading.
         for (p, s) in &self.parts {
-            if let Part::Restoring(Restore {
-                phase: Phase::Reading {
-                    position, until, ..
-                },
-                ..
-            }) = s
+            if let Some(Phase::Reading {
+                position, until, ..
+            }) = s.phase()
             {
                 if position >= until {
                     done.insert(*p);
@@ -1041,7 +1050,7 @@ impl<J: Job> Core<J> {
                     *verify = false;
                     *position = 0;
                     r.remaining = *until;
-                    *pending = Commit::default();
+                    **pending = Commit::default();
                     *pending_records = 0;
                     let drop = Commit {
                         drop_partitions: vec![p],
@@ -1073,7 +1082,7 @@ impl<J: Job> Core<J> {
             }
             *pending_records += 1;
             if *pending_records >= RESTORE_CHUNK {
-                let chunk = std::mem::take(pending);
+                let chunk = std::mem::take(&mut **pending);
                 *pending_records = 0;
                 self.write(&chunk)?;
             }
@@ -1096,6 +1105,7 @@ impl<J: Job> Core<J> {
         let Some(Part::Restoring(r)) = self.parts.remove(&p) else {
             return Ok(());
         };
+        let r = *r;
         let Phase::Reading {
             until,
             verify,
@@ -1103,7 +1113,7 @@ impl<J: Job> Core<J> {
             ..
         } = r.phase
         else {
-            self.parts.insert(p, Part::Restoring(r));
+            self.parts.insert(p, Part::Restoring(Box::new(r)));
             return Ok(());
         };
         self.write(&pending)?;
@@ -1209,8 +1219,9 @@ impl<J: Job> Core<J> {
         open.sort_unstable();
         let count = self.partition_count;
         let store = self.store.clone();
+        let view = retrying(&*store);
         self.job()?
-            .open(&Self::cx(&*store, &open, count), p)
+            .open(&Self::cx(&view, &open, count), p)
             .map_err(|e| EdgeError::Fatal(e.0))?;
         for (i, pos) in co_positions {
             self.co_position.insert((p, i), pos);

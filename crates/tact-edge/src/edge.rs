@@ -471,18 +471,17 @@ impl<J: Job> Edge<J> {
                 Some(Err(e)) => {
                     tracing::warn!(error = %e, "consumer error (librdkafka retries)");
                 }
-                Some(Ok(m)) => {
-                    if m.topic() == self.driving {
-                        batch.push(Record {
-                            input: Input::Driving,
-                            partition: m.partition(),
-                            offset: m.offset(),
-                            key: m.key().map(<[u8]>::to_vec),
-                            value: m.payload().map(<[u8]>::to_vec),
-                        });
-                        continue;
-                    }
+                Some(Ok(m)) if m.topic() == self.driving => {
+                    batch.push(Record {
+                        input: Input::Driving,
+                        partition: m.partition(),
+                        offset: m.offset(),
+                        key: m.key().map(<[u8]>::to_vec),
+                        value: m.payload().map(<[u8]>::to_vec),
+                    });
+                    continue;
                 }
+                Some(Ok(_)) => {}
             }
             if remaining.is_zero() {
                 break;

@@ -28,7 +28,8 @@ mod outbox;
 mod settings;
 
 pub use crate::changelog::{
-    decode_key as decode_changelog_key, Entry as ChangelogEntry, STORE_HEADER,
+    decode_key as decode_changelog_key, state_key as changelog_state_key, Entry as ChangelogEntry,
+    STORE_HEADER,
 };
 pub use crate::edge::{Edge, GroupContext, StatsContext, Stopped};
 pub use crate::job::{Cx, Emit, Input, Job, JobError, Pending, Record};

@@ -126,16 +126,19 @@ fn settings(bootstrap: &str, group: &str) -> EdgeSettings {
 struct Instance {
     stop: Arc<AtomicBool>,
     metrics: EdgeMetrics,
-    thread: std::thread::JoinHandle<Result<u64, String>>,
+    thread: std::thread::JoinHandle<Result<(u64, usize), String>>,
 }
 
 fn start(bootstrap: &str, group: &str, store: Arc<dyn StateStore>) -> Instance {
+    start_with(settings(bootstrap, group), store)
+}
+
+fn start_with(s: EdgeSettings, store: Arc<dyn StateStore>) -> Instance {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
         .try_init();
     let stop = Arc::new(AtomicBool::new(false));
-    let s = settings(bootstrap, group);
     let flag = stop.clone();
     let metrics = EdgeMetrics::register(&mut Exporter::registry(), &["in"]);
     let shared = metrics.clone();
@@ -144,7 +147,7 @@ fn start(bootstrap: &str, group: &str, store: Arc<dyn StateStore>) -> Instance {
         let edge = Edge::new(s, Counter::default(), store, shared, health, &flag)
             .map_err(|e| e.to_string())?;
         let stopped = edge.run(&flag).map_err(|e| e.to_string())?;
-        Ok(stopped.job.applied)
+        Ok((stopped.job.applied, stopped.unacknowledged))
     });
     Instance {
         stop,
@@ -173,6 +176,11 @@ impl Instance {
     }
 
     fn stop(self) -> u64 {
+        self.stop_reporting().0
+    }
+
+    /// Stops; returns what was applied and how many records were left unacknowledged.
+    fn stop_reporting(self) -> (u64, usize) {
         self.stop.store(true, Ordering::Relaxed);
         self.thread
             .join()
@@ -338,4 +346,48 @@ fn a_lost_disk_is_restored_from_the_changelog() {
     let again = start(&bootstrap, "g4", Arc::new(MemoryStore::new()));
     wait_complete(&bootstrap, &expected(&keys, 160), Duration::from_secs(60));
     assert_eq!(again.stop(), 80);
+}
+
+#[test]
+fn a_drain_with_output_in_flight_keeps_its_deadline_and_the_restart_sends_the_rest() {
+    let (mock, bootstrap) = cluster();
+    let keys: Vec<String> = (0..6).map(|i| format!("f{i}")).collect();
+    let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
+    let mut s = settings(&bootstrap, "g5");
+    s.shutdown_deadline = Duration::from_secs(2);
+    let a = start_with(s.clone(), store.clone());
+    produce(&bootstrap, &keys, 0, 60);
+    wait_complete(&bootstrap, &expected(&keys, 60), Duration::from_secs(60));
+    // The broker goes away while more input is being processed: outputs cannot be delivered.
+    produce(&bootstrap, &keys, 60, 60);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while a
+        .metrics
+        .events_consumed
+        .get_or_create(&tact_telemetry::TopicLabel { topic: "in" })
+        .get()
+        < 120
+    {
+        assert!(Instant::now() < deadline, "the second half never arrived");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    mock.broker_down(1).expect("broker down");
+    std::thread::sleep(Duration::from_millis(300));
+    let stopping = Instant::now();
+    let (applied, left) = a.stop_reporting();
+    assert!(
+        stopping.elapsed() < Duration::from_secs(15),
+        "the drain kept to its deadline ({:?})",
+        stopping.elapsed()
+    );
+    assert_eq!(applied, 120);
+    assert!(
+        left > 0,
+        "output was still in flight when the broker went away"
+    );
+    mock.broker_up(1).expect("broker up");
+    // The restart sends what the outbox holds; nothing is counted again.
+    let again = start_with(s, store);
+    wait_complete(&bootstrap, &expected(&keys, 120), Duration::from_secs(60));
+    assert_eq!(again.stop(), 0, "nothing was applied twice");
 }

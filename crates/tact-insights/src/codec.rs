@@ -149,7 +149,7 @@ pub fn decode_window(bytes: &[u8]) -> Result<WindowAgg, StateCodecError> {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum PartialsMessage {
     /// One partition's share of a closed window.
-    Share(Partial),
+    Share(Box<Partial>),
     /// `source` has closed its shares of every window ending at or before `through`.
     Progress { source: i32, through: i64 },
 }

@@ -133,7 +133,7 @@ impl Lane {
                     topic: topic.clone(),
                     partition: Some(to),
                     key,
-                    value: Some(encode_partials(&PartialsMessage::Share(share))),
+                    value: Some(encode_partials(&PartialsMessage::Share(Box::new(share)))),
                 },
             ));
             self.metrics.partials_sent.inc();
@@ -377,7 +377,7 @@ impl Job for Lane {
             if r.input == PARTIALS {
                 merges_at.insert(r.partition);
                 match decode_partials(bytes) {
-                    Ok(PartialsMessage::Share(share)) => self.merger.receive(r.partition, share),
+                    Ok(PartialsMessage::Share(share)) => self.merger.receive(r.partition, *share),
                     Ok(PartialsMessage::Progress { source, through }) => {
                         self.merger.progressed(r.partition, source, through);
                     }

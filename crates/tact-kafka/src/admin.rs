@@ -114,6 +114,9 @@ pub enum Created {
     Existed,
 }
 
+/// Per topic, what creating it did or why the broker refused.
+pub type CreateResults = Vec<(String, Result<Created, String>)>;
+
 /// Creates every topic of `specs` that does not exist. Existing topics are left alone (the
 /// caller checks their shape). Returns per topic what happened, or the broker's refusal.
 pub fn create_topics(
@@ -121,7 +124,7 @@ pub fn create_topics(
     user: &BTreeMap<String, String>,
     specs: &[TopicSpec],
     timeout: Duration,
-) -> Result<Vec<(String, Result<Created, String>)>, String> {
+) -> Result<CreateResults, String> {
     let client = admin(bootstrap, user)?;
     let new: Vec<NewTopic<'_>> = specs
         .iter()

@@ -427,7 +427,7 @@ impl RawConfig {
             tracing_level_ok(&self.log.level),
             "log.level: must be one of error, warn, info, debug, trace (or a RUST_LOG-style filter)",
         );
-        for (key, _) in &self.kafka.client {
+        for key in self.kafka.client.keys() {
             let dotted = key.replace('_', ".");
             if dotted == "group.instance.id" {
                 p.push(format!(

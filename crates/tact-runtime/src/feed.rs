@@ -73,7 +73,7 @@ pub fn feed(
             }
         }
         sent += 1;
-        if sent % 1000 == 0 {
+        if sent.is_multiple_of(1000) {
             progress(sent);
         }
     }

@@ -11,7 +11,6 @@ use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 use tact_core::{pending_timers, CustomerState, Policy, Timestamp};
-use tact_edge::{decode_changelog_key, ChangelogEntry};
 use tact_kafka::rdkafka::consumer::{BaseConsumer, Consumer};
 use tact_kafka::rdkafka::error::KafkaError;
 use tact_kafka::rdkafka::{Message, Offset, TopicPartitionList};
@@ -234,11 +233,7 @@ pub fn lookup_changelog(
             .map_err(|e| e.to_string())?;
     }
     consumer.assign(&tpl).map_err(|e| e.to_string())?;
-    let wanted = [
-        b"s".as_slice(),
-        &StateKey::Customer(customer_id.to_owned()).encode(),
-    ]
-    .concat();
+    let wanted = tact_edge::changelog_state_key(&StateKey::Customer(customer_id.to_owned()));
     let mut pending: BTreeSet<i32> = partitions.into_iter().collect();
     let mut latest: Option<(i32, Option<Vec<u8>>)> = None;
     let deadline = Instant::now() + timeout;
@@ -255,15 +250,10 @@ pub fn lookup_changelog(
                 pending.remove(&p);
             }
             Some(Err(e)) => return Err(format!("cannot read the changelog {changelog}: {e}")),
-            Some(Ok(m)) => {
-                if m.key() == Some(wanted.as_slice()) {
-                    debug_assert!(matches!(
-                        decode_changelog_key(&wanted),
-                        ChangelogEntry::State(_)
-                    ));
-                    latest = Some((m.partition(), m.payload().map(<[u8]>::to_vec)));
-                }
+            Some(Ok(m)) if m.key() == Some(wanted.as_slice()) => {
+                latest = Some((m.partition(), m.payload().map(<[u8]>::to_vec)));
             }
+            Some(Ok(_)) => {}
         }
     }
     match latest {

@@ -266,3 +266,199 @@ pub fn with_retry<T>(
         }
     }
 }
+
+/// A store whose every call retries while the store reports [`StoreError::Transient`] (see
+/// [`with_retry`]), so a busy disk slows a job down instead of stopping it. Fatal errors and a
+/// stopping process (`stop()`) end the retries.
+pub struct Retrying<'a> {
+    pub inner: &'a dyn StateStore,
+    pub attempts: usize,
+    pub stop: &'a (dyn Fn() -> bool + Sync),
+}
+
+impl std::fmt::Debug for Retrying<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Retrying")
+            .field("attempts", &self.attempts)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Retrying<'_> {
+    fn retry<T>(&self, op: impl FnMut() -> Result<T, StoreError>) -> Result<T, StoreError> {
+        with_retry(self.attempts, &|| (self.stop)(), op)
+    }
+}
+
+impl StateStore for Retrying<'_> {
+    fn multi_get(
+        &self,
+        keys: &[(Partition, &StateKey)],
+    ) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        self.retry(|| self.inner.multi_get(keys))
+    }
+    fn scan_state(
+        &self,
+        p: Partition,
+        kind: StateKind,
+        after: Option<&StateKey>,
+        limit: usize,
+    ) -> Result<StateEntries, StoreError> {
+        self.retry(|| self.inner.scan_state(p, kind, after, limit))
+    }
+    fn meta(&self, p: Partition, key: &MetaKey) -> Result<Option<Vec<u8>>, StoreError> {
+        self.retry(|| self.inner.meta(p, key))
+    }
+    fn metas(&self, p: Partition) -> Result<Vec<(MetaKey, Vec<u8>)>, StoreError> {
+        self.retry(|| self.inner.metas(p))
+    }
+    fn local(&self, p: Partition, key: LocalKey) -> Result<Option<Vec<u8>>, StoreError> {
+        self.retry(|| self.inner.local(p, key))
+    }
+    fn commit(&self, commit: &Commit) -> Result<(), StoreError> {
+        self.retry(|| self.inner.commit(commit))
+    }
+    fn outbox(&self, p: Partition) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        self.retry(|| self.inner.outbox(p))
+    }
+    fn partitions(&self) -> Result<Vec<Partition>, StoreError> {
+        self.retry(|| self.inner.partitions())
+    }
+    fn timers_in(
+        &self,
+        partition: Partition,
+        from: i64,
+        until: i64,
+        limit: usize,
+    ) -> Result<Vec<Timer>, StoreError> {
+        self.retry(|| self.inner.timers_in(partition, from, until, limit))
+    }
+    fn index_scan(
+        &self,
+        p: Partition,
+        prefix: &IndexPrefix,
+        after: Option<&IndexKey>,
+        limit: usize,
+    ) -> Result<IndexEntries, StoreError> {
+        self.retry(|| self.inner.index_scan(p, prefix, after, limit))
+    }
+    fn sync(&self) -> Result<(), StoreError> {
+        self.retry(|| self.inner.sync())
+    }
+    fn size_bytes(&self) -> u64 {
+        self.inner.size_bytes()
+    }
+    fn purge(&self, what: &Purge) -> Result<bool, StoreError> {
+        self.retry(|| self.inner.purge(what))
+    }
+}
+
+#[cfg(test)]
+mod retry_tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Busy for the first `busy` calls of `meta`, then fine.
+    struct Flaky {
+        inner: MemoryStore,
+        busy: AtomicUsize,
+    }
+
+    impl StateStore for Flaky {
+        fn multi_get(
+            &self,
+            keys: &[(Partition, &StateKey)],
+        ) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+            self.inner.multi_get(keys)
+        }
+        fn scan_state(
+            &self,
+            p: Partition,
+            k: StateKind,
+            a: Option<&StateKey>,
+            l: usize,
+        ) -> Result<StateEntries, StoreError> {
+            self.inner.scan_state(p, k, a, l)
+        }
+        fn meta(&self, p: Partition, key: &MetaKey) -> Result<Option<Vec<u8>>, StoreError> {
+            if self.busy.load(Ordering::Relaxed) > 0 {
+                self.busy.fetch_sub(1, Ordering::Relaxed);
+                return Err(StoreError::Transient("write stall".into()));
+            }
+            self.inner.meta(p, key)
+        }
+        fn metas(&self, p: Partition) -> Result<Vec<(MetaKey, Vec<u8>)>, StoreError> {
+            self.inner.metas(p)
+        }
+        fn local(&self, p: Partition, key: LocalKey) -> Result<Option<Vec<u8>>, StoreError> {
+            self.inner.local(p, key)
+        }
+        fn commit(&self, c: &Commit) -> Result<(), StoreError> {
+            self.inner.commit(c)
+        }
+        fn outbox(&self, p: Partition) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+            self.inner.outbox(p)
+        }
+        fn partitions(&self) -> Result<Vec<Partition>, StoreError> {
+            self.inner.partitions()
+        }
+        fn timers_in(
+            &self,
+            p: Partition,
+            f: i64,
+            u: i64,
+            l: usize,
+        ) -> Result<Vec<Timer>, StoreError> {
+            self.inner.timers_in(p, f, u, l)
+        }
+        fn index_scan(
+            &self,
+            p: Partition,
+            x: &IndexPrefix,
+            a: Option<&IndexKey>,
+            l: usize,
+        ) -> Result<IndexEntries, StoreError> {
+            self.inner.index_scan(p, x, a, l)
+        }
+        fn sync(&self) -> Result<(), StoreError> {
+            self.inner.sync()
+        }
+        fn size_bytes(&self) -> u64 {
+            0
+        }
+        fn purge(&self, w: &Purge) -> Result<bool, StoreError> {
+            self.inner.purge(w)
+        }
+    }
+
+    #[test]
+    fn a_busy_store_is_waited_for_and_a_stopping_process_stops_waiting() {
+        let flaky = Flaky {
+            inner: MemoryStore::new(),
+            busy: AtomicUsize::new(3),
+        };
+        let never = || false;
+        let view = Retrying {
+            inner: &flaky,
+            attempts: 8,
+            stop: &never,
+        };
+        assert_eq!(view.meta(0, &MetaKey::Watermark).expect("retried"), None);
+        flaky.busy.store(100, Ordering::Relaxed);
+        let stopping = || true;
+        let view = Retrying {
+            inner: &flaky,
+            attempts: 8,
+            stop: &stopping,
+        };
+        assert!(matches!(
+            view.meta(0, &MetaKey::Watermark),
+            Err(StoreError::Transient(_))
+        ));
+        assert_eq!(
+            flaky.busy.load(Ordering::Relaxed),
+            99,
+            "no retry once stopping"
+        );
+    }
+}

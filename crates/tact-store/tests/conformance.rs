@@ -72,7 +72,8 @@ fn rocksdb_keeps_state_meta_and_outbox_across_reopen() {
 fn a_second_writer_on_the_same_directory_is_refused_with_a_clear_error() {
     let dir = tempfile::tempdir().expect("tempdir");
     let _first = RocksStore::open(dir.path(), &RocksOptions::default()).expect("open");
-    let err = RocksStore::open(dir.path(), &RocksOptions::default()).unwrap_err();
+    let err = RocksStore::open(dir.path(), &RocksOptions::default())
+        .expect_err("a second writer is refused");
     assert!(
         err.to_string().contains("cannot open state directory"),
         "{err}"
@@ -91,7 +92,8 @@ fn a_state_directory_of_another_layout_is_refused_with_what_to_do() {
             })
             .expect("commit");
     }
-    let err = RocksStore::open(dir.path(), &RocksOptions::default()).unwrap_err();
+    let err = RocksStore::open(dir.path(), &RocksOptions::default())
+        .expect_err("another layout is refused");
     assert!(err.to_string().contains("layout"), "{err}");
 }
 

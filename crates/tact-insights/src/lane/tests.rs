@@ -202,13 +202,13 @@ fn a_window_is_published_only_once_every_partition_has_closed_its_share() {
     let mut g = Group::new(&[vec![0, 1, 2]]);
     let per = input();
     // Partitions 0 and 1 run to the end; partition 2 stops before its closing event.
-    for p in 0..3usize {
+    for (p, records) in per.iter().enumerate() {
         let n = if p == 2 {
-            per[p].len() - 1
+            records.len() - 1
         } else {
-            per[p].len()
+            records.len()
         };
-        let batch: Vec<Record> = per[p][..n]
+        let batch: Vec<Record> = records[..n]
             .iter()
             .enumerate()
             .map(|(o, v)| Record {

@@ -111,8 +111,10 @@ mod tests {
         v.set_catalog(0, 3);
         v.set_catalog(2, 5);
         assert_eq!(v.catalog(2), 9, "a version never goes back");
-        let mut state = CustomerState::default();
-        state.visits = 3;
+        let state = CustomerState {
+            visits: 3,
+            ..CustomerState::default()
+        };
         let (back_v, back_s) = decode(&encode(&v, &state)).expect("decodes");
         assert_eq!((back_v, back_s), (v, state));
         assert!(decode(b"").is_err());
