@@ -39,6 +39,8 @@ pub struct Emitter {
     encoder: Encoder,
     topics: Topics,
     metrics: Arc<Metrics>,
+    /// The records of the job call under way, each under its input partition.
+    out: Vec<(Partition, OutRecord)>,
     pub summary: RunSummary,
 }
 
@@ -60,8 +62,23 @@ impl Emitter {
             encoder: Encoder::new(format),
             topics,
             metrics,
+            out: Vec::new(),
             summary: RunSummary::default(),
         }
+    }
+
+    /// The records of the call under way; the emitter starts the next call empty.
+    pub fn take(&mut self) -> Vec<(Partition, OutRecord)> {
+        std::mem::take(&mut self.out)
+    }
+
+    /// Drops the records of this call about `key` on partition `p`, except those to
+    /// `keep_topic`; returns how many went.
+    pub fn withdraw(&mut self, p: Partition, key: &[u8], keep_topic: &str) -> usize {
+        let before = self.out.len();
+        self.out
+            .retain(|(q, r)| *q != p || r.key != key || r.topic == keep_topic);
+        before - self.out.len()
     }
 
     pub fn metrics(&self) -> &Metrics {
@@ -73,12 +90,7 @@ impl Emitter {
     }
 
     /// Every decision and suppressed candidate of `outcome`, under partition `p`.
-    pub fn outcome(
-        &mut self,
-        p: Partition,
-        outcome: Outcome,
-        out: &mut Vec<(Partition, OutRecord)>,
-    ) {
+    pub fn outcome(&mut self, p: Partition, outcome: Outcome) {
         for d in outcome.decisions {
             self.metrics
                 .decisions
@@ -89,7 +101,7 @@ impl Emitter {
                 .inc();
             *self.summary.decisions.entry(d.kind.as_str()).or_default() += 1;
             let value = self.encoder.decision(&d);
-            out.push((
+            self.out.push((
                 p,
                 OutRecord::keyed(&self.topics.decisions, d.customer_id.into_bytes(), value),
             ));
@@ -108,7 +120,7 @@ impl Emitter {
                 .entry((s.gate.as_str(), s.reason_code))
                 .or_default() += 1;
             let value = self.encoder.suppressed(&s);
-            out.push((
+            self.out.push((
                 p,
                 OutRecord::keyed(&self.topics.suppressed, s.customer_id.into_bytes(), value),
             ));
@@ -122,7 +134,6 @@ impl Emitter {
         origin: Origin<'_>,
         class: ErrorClass,
         message: &str,
-        out: &mut Vec<(Partition, OutRecord)>,
     ) {
         let record = DeadLetter {
             source_topic: origin.topic,
@@ -152,7 +163,7 @@ impl Emitter {
             .inc();
         self.summary.dead_lettered += 1;
         let value = self.encoder.dead_letter(&record);
-        out.push((
+        self.out.push((
             p,
             OutRecord::keyed(
                 &self.topics.dead_letter,
@@ -163,14 +174,9 @@ impl Emitter {
     }
 
     /// The proof of an erasure, keyed by the command id (it names the request, not the person).
-    pub fn receipt(
-        &mut self,
-        p: Partition,
-        receipt: &Receipt<'_>,
-        out: &mut Vec<(Partition, OutRecord)>,
-    ) {
+    pub fn receipt(&mut self, p: Partition, receipt: &Receipt<'_>) {
         let value = self.encoder.erasure_receipt(receipt);
-        out.push((
+        self.out.push((
             p,
             OutRecord::keyed(
                 &self.topics.erasure_receipts,

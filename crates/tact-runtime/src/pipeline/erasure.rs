@@ -7,7 +7,7 @@ use super::emitter::Emitter;
 use tact_codec::Receipt;
 use tact_core::state::ErasureReport;
 use tact_core::{CommandBody, ProfileCommand};
-use tact_edge::{decode_changelog_key, ChangelogEntry, Cx, JobError, OutRecord};
+use tact_edge::{decode_changelog_key, ChangelogEntry, Cx, JobError};
 use tact_kafka::Kind;
 use tact_store::{Partition, StateKey};
 
@@ -26,15 +26,12 @@ pub fn erased(
     e: Erased<'_>,
     cx: &Cx<'_>,
     emitter: &mut Emitter,
-    out: &mut Vec<(Partition, OutRecord)>,
     withdraw: &mut Vec<(Partition, u64)>,
 ) -> Result<(), JobError> {
     let p = e.partition;
     let id = e.command.customer_id.as_str();
     let receipts = emitter.topics().erasure_receipts.clone();
-    let queued = out.len();
-    out.retain(|(q, r)| *q != p || r.key != id.as_bytes() || r.topic == receipts);
-    let mut gone = queued - out.len();
+    let mut gone = emitter.withdraw(p, id.as_bytes(), &receipts);
     let customer = StateKey::Customer(id.to_owned());
     for pending in cx.pending(p)? {
         let theirs = match pending.kind {
@@ -70,6 +67,6 @@ pub fn erased(
         purged: true,
         changelog: Some((e.changelog, p)),
     };
-    emitter.receipt(p, &receipt, out);
+    emitter.receipt(p, &receipt);
     Ok(())
 }

@@ -101,7 +101,6 @@ impl Pipeline {
             }
         }
         let mut slots = slots::load(store, &ids, &rules.policy)?;
-        let mut out = Vec::new();
         let mut scan = TimerScan::default();
         let mut emit = Emit::default();
         let mut applied: BTreeMap<(Partition, Input), i64> = BTreeMap::new();
@@ -122,14 +121,13 @@ impl Pipeline {
                                 ev.event_time,
                                 rules,
                                 &mut self.emitter,
-                                &mut out,
                             );
                             let outcome = apply_event(&mut slot.state, ev, rules);
                             slot.versions.click = a.offset;
                             slot.changed = true;
                             scan.note(p, &ev.customer_id, &slot.state, rules);
                             self.emitter.summary.events += 1;
-                            self.emitter.outcome(p, outcome, &mut out);
+                            self.emitter.outcome(p, outcome);
                         }
                     }
                     // The partition's event time moved: fire what it has passed, in offset order.
@@ -144,7 +142,6 @@ impl Pipeline {
                         emitter: &mut self.emitter,
                         slots: &mut slots,
                         scan: &mut scan,
-                        out: &mut out,
                         floors: &mut self.floors,
                     }
                     .partition(p, wm)?;
@@ -165,7 +162,6 @@ impl Pipeline {
                         cmd.issued_at,
                         rules,
                         &mut self.emitter,
-                        &mut out,
                     );
                     let report = matches!(cmd.body, CommandBody::Erase { .. })
                         .then(|| slot.state.erasure_report());
@@ -191,7 +187,6 @@ impl Pipeline {
                             },
                             cx,
                             &mut self.emitter,
-                            &mut out,
                             &mut emit.withdraw,
                         )?;
                     }
@@ -210,24 +205,17 @@ impl Pipeline {
                         key: a.key.as_deref(),
                         value: a.raw.as_deref(),
                     };
-                    self.emitter
-                        .dead_letter(p, origin, *class, message, &mut out);
+                    self.emitter.dead_letter(p, origin, *class, message);
                 }
             }
         }
-        self.finish(&mut emit, slots, scan, out);
+        self.finish(&mut emit, slots, scan);
         emit.applied = applied.into_iter().map(|((p, i), o)| (p, i, o)).collect();
         Ok(emit)
     }
 
     /// Writes the call's slots, stale timer entries and moved watermarks into `emit`.
-    fn finish(
-        &mut self,
-        emit: &mut Emit,
-        slots: Slots,
-        scan: TimerScan,
-        out: Vec<(Partition, tact_edge::OutRecord)>,
-    ) {
+    fn finish(&mut self, emit: &mut Emit, slots: Slots, scan: TimerScan) {
         emit.commit.timer_deletes.extend(scan.stale);
         let (earliest, purges) = slots::write(slots, &self.settings.rules.policy, &mut emit.commit);
         for (p, due) in earliest {
@@ -242,7 +230,7 @@ impl Pipeline {
                 .meta_puts
                 .push((p, MetaKey::Watermark, encode_i64(self.watermark(p))));
         }
-        emit.outputs.extend(out);
+        emit.outputs.extend(self.emitter.take());
     }
 
     /// Announces the release at (`c`, `offset`) to the next page of followers of the open
@@ -267,7 +255,6 @@ impl Pipeline {
                 Err(e) => {
                     // Dead-lettered once, by the owner of the partition the catalog partition
                     // maps to; every open partition records it as applied.
-                    let mut out = Vec::new();
                     let owner = c.rem_euclid(cx.partition_count.max(1));
                     for p in cx.partitions {
                         let done =
@@ -284,8 +271,7 @@ impl Pipeline {
                                 key: record.key.as_deref(),
                                 value: record.value.as_deref(),
                             };
-                            self.emitter
-                                .dead_letter(*p, origin, e.class, &e.message, &mut out);
+                            self.emitter.dead_letter(*p, origin, e.class, &e.message);
                         }
                         emit.commit.meta_puts.push((
                             *p,
@@ -293,7 +279,7 @@ impl Pipeline {
                             Progress::Done(offset).encode(),
                         ));
                     }
-                    emit.outputs = out;
+                    emit.outputs = self.emitter.take();
                     return Ok((emit, true));
                 }
             },
@@ -301,7 +287,6 @@ impl Pipeline {
         let rules = &self.settings.rules;
         let mut budget = RELEASE_PAGE;
         let mut all_done = true;
-        let mut out = Vec::new();
         let mut all_slots: Slots = HashMap::new();
         for p in cx.partitions {
             let progress = release::progress(store, *p, c)?;
@@ -344,7 +329,7 @@ impl Pipeline {
                     slot.versions.set_catalog(c, offset);
                     slot.changed = true;
                 }
-                self.emitter.outcome(*p, outcome, &mut out);
+                self.emitter.outcome(*p, outcome);
             }
             budget = budget.saturating_sub(page.len());
             // A short page is the end of this partition's followers; a full one may have more.
@@ -360,7 +345,7 @@ impl Pipeline {
                 .push((*p, MetaKey::Releases(c), progress.encode()));
             all_slots.extend(slots);
         }
-        self.finish(&mut emit, all_slots, TimerScan::default(), out);
+        self.finish(&mut emit, all_slots, TimerScan::default());
         if all_done {
             tracing::info!(release = %release.release_id, subject = %release.subject, "release announced to the followers of this instance's partitions");
         } else {
@@ -431,7 +416,6 @@ impl Job for Pipeline {
         }
         let rules = &self.settings.rules;
         let mut slots = HashMap::new();
-        let mut out = Vec::new();
         let mut scan = TimerScan::default();
         for p in cx.partitions {
             let wm = self.watermark(*p).max(now_ms);
@@ -441,7 +425,6 @@ impl Job for Pipeline {
                 emitter: &mut self.emitter,
                 slots: &mut slots,
                 scan: &mut scan,
-                out: &mut out,
                 floors: &mut self.floors,
             }
             .partition(*p, wm)?;
@@ -451,7 +434,7 @@ impl Job for Pipeline {
         }
         // Wall-clock time is not written as the watermark: event time stays the events'.
         scan.moved.clear();
-        self.finish(&mut emit, slots, scan, out);
+        self.finish(&mut emit, slots, scan);
         Ok(emit)
     }
 

@@ -11,7 +11,7 @@ use super::slots::{self, Slot, Slots};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
 use tact_core::{apply_timer, next_due, CustomerState, Rules, Timestamp};
-use tact_edge::{JobError, OutRecord};
+use tact_edge::JobError;
 use tact_store::{Partition, StateStore, Timer};
 
 /// Timers read from the index at once.
@@ -51,7 +51,6 @@ pub fn fire_due(
     now: Timestamp,
     rules: &Rules,
     emitter: &mut Emitter,
-    out: &mut Vec<(Partition, OutRecord)>,
 ) {
     // Bounded: each firing moves the next due time forward (session ended, cart nudged/deferred).
     for _ in 0..8 {
@@ -60,7 +59,7 @@ pub fn fire_due(
         };
         let outcome = apply_timer(&mut slot.state, customer_id, due, rules);
         slot.changed = true;
-        emitter.outcome(p, outcome, out);
+        emitter.outcome(p, outcome);
         if next_due(&slot.state, &rules.policy) == Some(due) {
             return;
         }
@@ -75,7 +74,6 @@ pub struct Firing<'a> {
     pub emitter: &'a mut Emitter,
     pub slots: &'a mut Slots,
     pub scan: &'a mut TimerScan,
-    pub out: &'a mut Vec<(Partition, OutRecord)>,
     /// Per partition, every index entry due before this has been handled (in memory only: after
     /// a restart the first scan starts from the beginning).
     pub floors: &'a mut HashMap<Partition, i64>,
@@ -98,7 +96,7 @@ impl Firing<'_> {
                 if next_due(&slot.state, &rules.policy).map(Timestamp::millis) != Some(due) {
                     continue; // superseded by a later change of this customer
                 }
-                fire_due(p, slot, &id, Timestamp(wm), rules, self.emitter, self.out);
+                fire_due(p, slot, &id, Timestamp(wm), rules, self.emitter);
                 if let Some(next) = next_due(&slot.state, &rules.policy) {
                     again.push(Reverse((next.millis(), id)));
                 }
@@ -146,7 +144,7 @@ impl Firing<'_> {
                     self.scan.stale.push(t.clone());
                     continue;
                 }
-                fire_due(p, slot, id, Timestamp(wm), rules, self.emitter, self.out);
+                fire_due(p, slot, id, Timestamp(wm), rules, self.emitter);
                 self.scan.note(p, id, &slot.state, rules);
             }
             let Some(last) = due.last().map(|t| t.due) else {
