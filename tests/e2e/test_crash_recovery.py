@@ -276,6 +276,11 @@ def test_sigkill_at_random_moments_loses_nothing_and_applies_nothing_twice(tact,
     assert not diffs, (f"{len(diffs)} customers' stored state differs after crashes, e.g. {diffs[0][0]}:\n"
                        f"A: {diffs[0][1]}\nB: {diffs[0][2]}")
     assert b_metrics.value("tact_delivery_errors_total") == 0
+    # Every restart found its own state current (its checkpoint, and nothing but its own writes in
+    # the changelog since): only the very first start restored (an empty changelog) in full.
+    log = b.log_path.read_text()
+    assert log.count('"restored in full"') == PARTITIONS, "a restart after kill -9 restored in full"
+    assert log.count('"state here was current"') >= PARTITIONS * len(kill_log)
 
 
 def profile_commands(customers: list[str], events: list[dict], rng: random.Random) -> list[dict]:
