@@ -7,7 +7,7 @@ TACT_RELEASE := $(CARGO_TARGET_DIR)/release/tact
 DURATION ?=
 PYTHON ?= python3
 
-.PHONY: demo test unit e2e bench deps test-deps build check-core lint fmt
+.PHONY: demo test unit e2e bench bench-smoke bench-deps deps test-deps build check-core lint fmt
 
 deps:
 	@scripts/install-deps.sh
@@ -22,8 +22,9 @@ build: deps
 demo: build
 	$(TACT_DEBUG) demo $(if $(DURATION),--duration $(DURATION),)
 
-## Everything: unit and property tests, the core's dependency rule, end-to-end tests on tansu.
-test: test-deps check-core unit e2e
+## Everything: unit and property tests, the core's dependency rule, end-to-end tests on tansu,
+## and the benchmark drivers on tiny sizes (bench-smoke).
+test: test-deps check-core unit e2e bench-smoke
 
 unit: deps
 	cargo test --workspace --no-fail-fast
@@ -38,13 +39,36 @@ check-core:
 
 ## Throughput per CPU-second, as ratios against limits measured in the same run:
 ## the engine against raw RocksDB (1M customers, warm state), then tact against a Quix Streams
-## peer end to end on one tansu broker. Release profile (a separate build from the tests').
-bench: test-deps
-	python3 -m pip install -q -r bench/requirements.txt
+## peer end to end on one tansu broker (both with their changelogs on), then tact's restore of that
+## state into an empty instance and its rebalance pauses (join, kill -9, SIGTERM) under live input.
+## Release profile (a separate build from the tests'). bench/README.md explains every figure.
+## `make bench BENCH_ARGS="--prefill-customers 1000000"`: the same with the state of 1M customers.
+BENCH_VENV ?= $(HOME)/.cache/tact/bench-venv
+BENCH_PY := $(BENCH_VENV)/bin/python
+BENCH_SMOKE_DIR := $(CARGO_TARGET_DIR)/bench-smoke
+
+## The benchmark's Python packages in a virtualenv layered on the system's: quixstreams pins
+## confluent-kafka 2.12.x, and the e2e tests keep whatever the system has.
+bench-deps: test-deps
+	@test -x $(BENCH_PY) || $(PYTHON) -m venv --system-site-packages $(BENCH_VENV) \
+		|| $(PYTHON) -m venv --system-site-packages --without-pip $(BENCH_VENV)
+	@$(BENCH_PY) -m pip install -q --disable-pip-version-check -r bench/requirements.txt
+
+bench: bench-deps
 	cargo build --release -p tact -p tact-bench
 	mkdir -p bench/results
 	$(CARGO_TARGET_DIR)/release/tact-bench --json bench/results/engine.json $(ENGINE_ARGS)
-	$(PYTHON) bench/e2e_bench.py --tact-bin $(TACT_RELEASE) --json bench/results/e2e.json $(BENCH_ARGS)
+	$(BENCH_PY) bench/e2e_bench.py --tact-bin $(TACT_RELEASE) --engine-json bench/results/engine.json \
+		--json bench/results/e2e.json $(BENCH_ARGS)
+
+## The same drivers on the debug build with tiny sizes (about 1.5 minutes): every figure must be
+## produced (no timing assertions), so the benchmark cannot rot unnoticed.
+bench-smoke: bench-deps build
+	cargo build -p tact-bench
+	mkdir -p $(BENCH_SMOKE_DIR)
+	$(CARGO_TARGET_DIR)/debug/tact-bench --customers 2000 --events 5000 --json $(BENCH_SMOKE_DIR)/engine.json
+	$(BENCH_PY) bench/e2e_bench.py --smoke --tact-bin $(TACT_DEBUG) \
+		--engine-json $(BENCH_SMOKE_DIR)/engine.json --json $(BENCH_SMOKE_DIR)/e2e.json
 
 lint:
 	cargo fmt --all --check

@@ -1,24 +1,35 @@
 #!/usr/bin/env python3
-"""End-to-end benchmark: tact vs a Quix Streams application doing the same job.
+"""End-to-end benchmark: tact vs a Quix Streams application doing the same job, then tact's restore
+and rebalance pauses.
 
 One run:
   1. start a private tansu broker (in-memory storage) on a free 127.0.0.1 port;
-  2. create the topics (tansu auto-creates none);
+  2. create the input topics (with the retention configs Quix needs), then tact's topics with
+     `tact topics create --config <generated toml>` (the catalog, the compacted changelog, outputs);
   3. produce one deterministic clickstream (Confluent-framed Avro ClickEvents keyed by customer_id);
-  4. run bench/quix_app.py over it until it has consumed every event (it stops by itself);
-     CPU seconds = user+sys of that child from wait4() rusage, peak RSS = its ru_maxrss/VmHWM;
-  5. run `tact run --config <generated toml>` over the same topic with its own group id, decisions
-     topics and state dir; wait until /metrics shows
-     tact_events_consumed_total{topic="clickstream"} == events and tact_outbox_pending == 0,
-     read utime+stime from /proc/PID/stat and VmHWM from /proc/PID/status, then SIGTERM;
-  6. print a table (events per CPU-second, ratio tact/quix, peak RSS) and write it as JSON (--json).
+  4. throughput, both with changelogs on: run bench/quix_app.py over it until it has consumed every
+     event (it stops by itself); CPU seconds = user+sys of that child from wait4() rusage, peak RSS =
+     its ru_maxrss. Then `tact run` over the same topic with its own group, outputs, changelog and
+     state dir, until /metrics shows tact_events_consumed_total{topic="clickstream"} == events and
+     tact_outbox_pending == 0; utime+stime from /proc/PID/stat and VmHWM from /proc/PID/status;
+     tact_changelog_records_total; then SIGTERM;
+  5. restore: a second `tact run` with the same group and config but an EMPTY state dir, after the
+     first has stopped: it owns every partition and restores them from the changelog. Records and
+     bytes from its metrics, seconds from its log (first "partitions assigned" to the last
+     "partition state ready") and from its process start;
+  6. rebalance: live input at a steady rate into a tact group on topics of its own; A alone, B joins
+     (join), B is killed with SIGKILL (kill), C joins and gets SIGTERM (leave). For each moved
+     partition: seconds from the revoke (A's log line; the SIGKILL; the SIGTERM) to the new owner's
+     first decision for a key of that partition (the decision record's timestamp);
+  7. print the tables and write everything as JSON (--json); exit 1 if any figure is missing.
 With --prefill-customers P each contender first consumes P events (one per customer id, from its own
 copy of the input topic), and only the CPU after that point is counted: warm state of P keys,
-start-up excluded. See bench/README.md.
+start-up excluded; the restore then restores that state. See bench/README.md.
 
 Usage:
-  python3 bench/e2e_bench.py --quick --tact-bin /root/.cache/tact/target/debug/tact
+  python3 bench/e2e_bench.py --smoke --tact-bin /root/.cache/tact/target/debug/tact
   python3 bench/e2e_bench.py --tact-bin /root/.cache/tact/target/release/tact --json bench.json
+  python3 bench/e2e_bench.py --prefill-customers 1000000 --tact-bin .../release/tact --json bench-1m.json
 """
 from __future__ import annotations
 
@@ -33,6 +44,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 import uuid
@@ -288,6 +300,8 @@ class Input:
             "events": len(self.measured), "prefill_events": len(self.prefill),
             "avg_event_bytes": round(nbytes / max(1, len(self.measured)), 1),
             "distinct_customers": len(gen.distinct), "sessions": gen.sessions_started,
+            # customers with state after the whole input: the prefill ids (0..P-1) and the rest
+            "state_customers": len(self.prefill) + sum(1 for c in gen.distinct if c >= len(self.prefill)),
             "returning_pool": gen.pool_size, "generate_seconds": round(time.monotonic() - t0, 2),
         }
 
@@ -420,7 +434,11 @@ def create_topics(bootstrap: str, topics: dict[str, int]):
     raise RuntimeError(f"topics not visible in metadata: {list(topics)}")
 
 
-def read_topic(bootstrap: str, topic: str, decode_schema: str | None = None, idle_s: float = 3.0) -> dict | None:
+# how long a topic read waits for more records after the last one (--smoke: 1 s)
+READ_IDLE_S = 3.0
+
+
+def read_topic(bootstrap: str, topic: str, decode_schema: str | None = None, idle_s: float | None = None) -> dict | None:
     """Reads a whole topic from offset 0 and counts its records (tansu's high watermarks can lag
     the real end, so records are counted by consuming, not from watermarks). With decode_schema,
     values are checked as Avro single-object encoding of that schema and counted by `kind`."""
@@ -428,6 +446,7 @@ def read_topic(bootstrap: str, topic: str, decode_schema: str | None = None, idl
     from fastavro import parse_schema, schemaless_reader
     from fastavro.schema import fingerprint, to_parsing_canonical_form
 
+    idle_s = READ_IDLE_S if idle_s is None else idle_s
     schema = header = None
     if decode_schema:
         raw = json.loads((SCHEMAS / decode_schema).read_text())
@@ -477,6 +496,41 @@ def read_topic(bootstrap: str, topic: str, decode_schema: str | None = None, idl
         return out
     finally:
         c.close()
+
+
+def read_timed(bootstrap: str, topic: str, idle_s: float | None = None) -> list[tuple[bytes, int, int]]:
+    """Every decision on `topic` as (key, record timestamp ms, created_at ms). The record timestamp
+    is the CreateTime tact's producer stamped when it sent the record (tact sets none itself; tansu
+    keeps it), so it says when the decision was made; created_at is the causing event's time."""
+    from confluent_kafka import Consumer, TopicPartition
+    from fastavro import parse_schema, schemaless_reader
+
+    schema = parse_schema(_strip_logical_types(json.loads((SCHEMAS / "decision.avsc").read_text())))
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-read-{uuid.uuid4().hex[:8]}",
+                  "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+    out = []
+    try:
+        md = c.list_topics(topic, timeout=10)
+        if topic not in md.topics or md.topics[topic].error is not None:
+            return out
+        c.assign([TopicPartition(topic, p, 0) for p in md.topics[topic].partitions])
+        idle_s = READ_IDLE_S if idle_s is None else idle_s
+        # the first fetch can take a while; then read until nothing has arrived for idle_s
+        last = time.monotonic() + 10
+        while time.monotonic() - last < idle_s:
+            for m in c.consume(10_000, 0.5):
+                if m.error():
+                    continue
+                last = time.monotonic()
+                v = m.value() or b""
+                try:
+                    rec = schemaless_reader(BytesIO(v[10:]), schema, None)
+                except Exception:  # noqa: BLE001
+                    continue
+                out.append((m.key(), m.timestamp()[1], rec["created_at"]))
+    finally:
+        c.close()
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -577,22 +631,29 @@ def metric_sum(metrics: dict, name: str, label_filter: str | None = None) -> flo
     return sum(vals) if vals else None
 
 
-def tact_config(args, bootstrap: str, workdir: Path, http_port: int, in_topic: str, topics: dict) -> Path:
-    # tact's consumer already starts a new group at the earliest offset
-    client = f'"session.timeout.ms" = "{args.session_timeout_ms}"\n'
+def tact_topic_names(prefix: str, clickstream: str | None = None) -> dict[str, str]:
+    """The [topics] table of one tact deployment: every topic it reads or writes."""
+    return {"clickstream": clickstream or f"{prefix}clickstream",
+            "profile_commands": f"{prefix}tact-profile-commands", "catalog": f"{prefix}tact-catalog",
+            "changelog": f"{prefix}tact-changelog", "decisions": f"{prefix}tact-decisions",
+            "suppressed": f"{prefix}tact-decisions-suppressed", "dead_letter": f"{prefix}tact-dead-letter",
+            "erasure_receipts": f"{prefix}tact-erasure-receipts"}
+
+
+def tact_config(args, bootstrap: str, path: Path, *, group: str, topics: dict, state_dir: Path, http_port: int,
+                session_timeout_ms: int) -> Path:
+    """One instance's config: the group and topics are the deployment's, state dir and port its own."""
+    topic_lines = "\n".join(f'{k} = "{v}"' for k, v in topics.items())
     cfg = f"""# generated by bench/e2e_bench.py
 [kafka]
 bootstrap_servers = "{bootstrap}"
-group_id = "tact-bench-{uuid.uuid4().hex[:8]}"
+group_id = "{group}"
 [kafka.client]
-{client}
+# tansu holds a group join for about half the session timeout per rebalance round
+"session.timeout.ms" = "{session_timeout_ms}"
+"heartbeat.interval.ms" = "300"
 [topics]
-clickstream = "{in_topic}"
-profile_commands = "{topics['profile_commands']}"
-decisions = "{topics['decisions']}"
-suppressed = "{topics['suppressed']}"
-dead_letter = "{topics['dead_letter']}"
-erasure_receipts = "{topics['erasure_receipts']}"
+{topic_lines}
 
 [input]
 clickstream_format = "avro_confluent"
@@ -602,10 +663,17 @@ profile_commands_format = "json"
 format = "single_object"
 
 [state]
-dir = "{workdir / 'tact-state'}"
+dir = "{state_dir}"
 
 [http]
 listen = "127.0.0.1:{http_port}"
+# off: several instances run side by side (and nobody needs the customer lookup here)
+admin_listen = ""
+
+[log]
+# JSON lines: the driver reads the assignment, revoke and "partition state ready" times from them
+format = "json"
+level = "info"
 
 [policy]
 # the Quix peer has no consent data: with opt_out both emit recommendations as decisions.
@@ -613,88 +681,213 @@ listen = "127.0.0.1:{http_port}"
 # which the Quix peer mirrors); the key layout of [policy] is tact's to change.
 consent_regime = "{args.tact_consent_regime}"
 """
-    path = workdir / "tact.toml"
     path.write_text(cfg)
     return path
 
 
+def tact_env() -> dict:
+    env = dict(os.environ)
+    env["RUST_LOG"] = os.environ.get("TACT_BENCH_RUST_LOG", "info")
+    return env
+
+
+def tact_validate_and_create_topics(args, cfg: Path, workdir: Path, bootstrap: str, topics: dict):
+    """`tact validate`, then `tact topics create`: the topics exactly as tact wants them (the
+    changelog compacted), created by tact's own tool; existing input topics are checked, not changed."""
+    env = tact_env()
+    name = cfg.stem
+    for what, cmd in (("validate", [args.tact_bin, "validate", "--config", str(cfg)]),
+                      ("topics", [args.tact_bin, "topics", "create", "--config", str(cfg),
+                                  "--partitions", str(args.partitions), "--replication", "1"])):
+        r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+        (workdir / f"{name}.{what}.out").write_text(f"exit {r.returncode}\n{r.stdout}\n{r.stderr}")
+        if r.returncode != 0:
+            raise RuntimeError(f"`{' '.join(cmd)}` exited {r.returncode}:\nstdout:\n{r.stdout[-3000:]}\n"
+                               f"stderr:\n{r.stderr[-3000:]}")
+    from confluent_kafka.admin import AdminClient
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        md = admin.list_topics(timeout=5)
+        if all(t in md.topics and md.topics[t].error is None for t in topics.values()):
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"tact's topics not visible in metadata: {sorted(topics.values())}")
+
+
+TS_FRACTION = re.compile(r"(\.\d{6})\d+")
+
+
+def parse_ts(ts: str) -> float:
+    from datetime import datetime
+    return datetime.fromisoformat(TS_FRACTION.sub(r"\1", ts).replace("Z", "+00:00")).timestamp()
+
+
+def parse_partitions(v) -> set[int]:
+    if isinstance(v, list):
+        return {int(x) for x in v}
+    return {int(x) for x in re.findall(r"\d+", str(v))}
+
+
+class TactProc:
+    """One `tact run` process: its config, /metrics, /proc readings and its JSON log."""
+
+    def __init__(self, args, bootstrap: str, workdir: Path, name: str, *, group: str, topics: dict,
+                 session_timeout_ms: int):
+        self.args, self.workdir, self.name, self.group, self.topics = args, workdir, name, group, dict(topics)
+        self.http_port = free_port()
+        self.state_dir = workdir / f"{name}-state"
+        self.cfg = tact_config(args, bootstrap, workdir / f"{name}.toml", group=group, topics=topics,
+                               state_dir=self.state_dir, http_port=self.http_port,
+                               session_timeout_ms=session_timeout_ms)
+        self.url = f"http://127.0.0.1:{self.http_port}/metrics"
+        self.out_path, self.err_path = workdir / f"{name}.stdout", workdir / f"{name}.stderr"
+        self.proc: subprocess.Popen | None = None
+        self.metrics: dict = {}
+        self.start_wall = self.start_mono = 0.0
+
+    def start(self):
+        cmd = [self.args.tact_bin, "run", "--config", str(self.cfg)]
+        log(f"{self.name}: {' '.join(cmd)}")
+        self._out, self._err = open(self.out_path, "wb"), open(self.err_path, "wb")
+        self.start_wall, self.start_mono = time.time(), time.monotonic()
+        self.proc = subprocess.Popen(cmd, stdout=self._out, stderr=self._err, stdin=subprocess.DEVNULL,
+                                     env=tact_env())
+        return self
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def scrape(self) -> dict | None:
+        """Fresh metrics, or None while the endpoint is not up yet."""
+        try:
+            self.metrics = scrape(self.url)
+            return self.metrics
+        except Exception:  # noqa: BLE001 - not listening yet
+            return None
+
+    def m(self, name: str, label_filter: str | None = None) -> float | None:
+        return metric_sum(self.metrics, name, label_filter)
+
+    def wait(self, cond, deadline: float, what: str, interval: float = 0.5):
+        """Polls /metrics until cond(self) holds; raises with the log tail otherwise."""
+        while time.monotonic() < deadline:
+            if not self.alive():
+                break
+            if self.scrape() is not None and cond(self):
+                return
+            time.sleep(interval)
+        code = self.proc.poll()
+        self.kill()
+        tail = self.err_path.read_text(errors="replace")[-4000:]
+        why = f"exited early with {code}" if code is not None else f"did not reach {what} in time"
+        raise RuntimeError(f"{self.name} {why}\nlast metrics: "
+                           f"{json.dumps(_tact_metrics_summary(self.metrics), indent=1)}\nstderr tail:\n{tail}")
+
+    def ready(self, partitions: int | None = None) -> bool:
+        assigned, restoring = self.m("tact_partitions_assigned"), self.m("tact_partitions_restoring")
+        if assigned is None or restoring is None or restoring != 0:
+            return False
+        return assigned == partitions if partitions is not None else assigned > 0
+
+    def terminate(self, grace: float = 30.0):
+        """SIGTERM and wait; returns (exit code, rusage) (code is a string if it had to be killed)."""
+        if self.proc is None:
+            return None, None
+        if self.proc.poll() is not None:
+            return self.proc.returncode, None
+        self.proc.send_signal(signal.SIGTERM)
+        code, ru = wait4_with_deadline(self.proc, time.monotonic() + grace)
+        if code is None:
+            log(f"{self.name} did not exit within {grace:.0f} s of SIGTERM; killing it")
+            self.kill()
+            code = f"killed after {grace:.0f} s"
+        self._close()
+        return code, ru
+
+    def kill(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self._close()
+
+    def _close(self):
+        for f in (getattr(self, "_out", None), getattr(self, "_err", None)):
+            if f and not f.closed:
+                f.close()
+
+    def events(self) -> list[dict]:
+        """The log's JSON lines as {ts (epoch s), msg, fields}; other lines (librdkafka) skipped."""
+        out = []
+        for line in self.err_path.read_text(errors="replace").splitlines():
+            if not line.startswith("{"):
+                continue
+            try:
+                rec = json.loads(line)
+                fields = rec.get("fields") or {}
+                out.append({"ts": parse_ts(rec["timestamp"]), "msg": fields.get("message", ""), "fields": fields})
+            except (ValueError, KeyError):
+                continue
+        return out
+
+    def group_events(self) -> list[tuple[float, str, set[int]]]:
+        """(ts, "assigned" | "revoked" | "lost" | "ready", partitions) in log order."""
+        out = []
+        for e in self.events():
+            f = e["fields"]
+            if e["msg"].startswith("partitions assigned"):
+                out.append((e["ts"], "assigned", parse_partitions(f.get("partitions"))))
+            elif e["msg"].startswith("partitions revoked"):
+                kind = "lost" if str(f.get("lost")).lower() == "true" else "revoked"
+                out.append((e["ts"], kind, parse_partitions(f.get("partitions"))))
+            elif e["msg"] == "partition state ready":
+                out.append((e["ts"], "ready", {int(f["partition"])}))
+        return out
+
+
 def _tact_metrics_summary(metrics: dict) -> dict:
-    """tact_* series other than the histogram, without the zero ones."""
+    """tact_* series other than the histograms' buckets, without the zero ones."""
     return {f"{n}{lab}": val for (n, lab), val in sorted(metrics.items())
-            if n.startswith("tact_") and not n.startswith("tact_batch_duration") and val != 0}
+            if n.startswith("tact_") and not n.endswith("_bucket") and val != 0}
 
 
-def run_tact(args, bootstrap: str, workdir: Path, inp: Input, in_topic: str, topics: dict) -> dict:
+def run_tact(args, bootstrap: str, workdir: Path, inp: Input, tact: TactProc) -> dict:
     """Runs `tact run` until /metrics shows every event consumed and nothing pending, reading its
     CPU (utime+stime) and VmHWM from /proc just before SIGTERM. With a prefill: the CPU reading
     after the prefill is subtracted, and the measured events are produced only then."""
-    tact_bin = args.tact_bin
-    http_port = free_port()
-    cfg = tact_config(args, bootstrap, workdir, http_port, in_topic, topics)
-    env = dict(os.environ)
-    env.setdefault("RUST_LOG", "warn")
-    v = subprocess.run([tact_bin, "validate", "--config", str(cfg)], capture_output=True, text=True, env=env,
-                       timeout=60)
-    (workdir / "tact.validate.out").write_text(f"exit {v.returncode}\n{v.stdout}\n{v.stderr}")
-    if v.returncode != 0:
-        raise RuntimeError(f"`tact validate --config {cfg}` exited {v.returncode}:\nstdout:\n{v.stdout[-3000:]}\n"
-                           f"stderr:\n{v.stderr[-3000:]}")
     n_pre, n_meas = len(inp.prefill), len(inp.measured)
-    out_path, err_path = workdir / "tact.stdout", workdir / "tact.stderr"
-    cmd = [tact_bin, "run", "--config", str(cfg)]
-    log(f"tact: {' '.join(cmd)}")
-    url = f"http://127.0.0.1:{http_port}/metrics"
-    state = {"metrics": {}}
 
-    def wait_for(target: int, deadline: float, what: str):
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                break
-            try:
-                state["metrics"] = scrape(url)
-            except Exception:  # noqa: BLE001 - not listening yet
-                time.sleep(0.5)
-                continue
-            consumed = metric_sum(state["metrics"], "tact_events_consumed_total", 'topic="clickstream"')
-            pending = metric_sum(state["metrics"], "tact_outbox_pending")
-            if consumed is not None and consumed >= target and pending == 0:
-                return
-            time.sleep(0.5)
-        code = proc.poll()
-        kill_and_reap(proc)
-        tail = err_path.read_text(errors="replace")[-4000:]
-        why = (f"exited early with {code}" if code is not None
-               else f"did not reach consumed={target} with outbox_pending=0 within {args.timeout}s ({what})")
-        raise RuntimeError(f"tact {why}\nlast metrics: {json.dumps(_tact_metrics_summary(state['metrics']), indent=1)}"
-                           f"\nstderr tail:\n{tail}")
+    def done(target):
+        def cond(t: TactProc) -> bool:
+            consumed = t.m("tact_events_consumed_total", 'topic="clickstream"')
+            return consumed is not None and consumed >= target and t.m("tact_outbox_pending") == 0
+        return cond
 
     code = ru = None
-    with open(out_path, "wb") as out, open(err_path, "wb") as err:
-        t0 = time.monotonic()
-        proc = subprocess.Popen(cmd, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env)
-        deadline = t0 + args.timeout
-        try:
-            cpu_mark, t_mark = 0.0, t0
-            if n_pre:
-                wait_for(n_pre, deadline, "prefill")
-                cpu_mark, t_mark = proc_cpu_seconds(proc.pid), time.monotonic()
-                log(f"tact consumed the prefill; producing the {n_meas:,} measured events")
-                produce(bootstrap, in_topic, inp.measured)
-            wait_for(n_pre + n_meas, deadline, "measured")
-            t_end = time.monotonic()
-            cpu = proc_cpu_seconds(proc.pid)
-            hwm = proc_status_kb(proc.pid, "VmHWM")
-            threads = proc_thread_cpu(proc.pid)
-            proc.send_signal(signal.SIGTERM)
-            code, ru = wait4_with_deadline(proc, time.monotonic() + 30)
-            if code is None:
-                log("tact did not exit within 30 s of SIGTERM; killing it")
-                kill_and_reap(proc)
-                code = "killed after 30 s"
-        finally:
-            if proc.poll() is None:
-                kill_and_reap(proc)
-    m = state["metrics"]
+    tact.start()
+    t0 = tact.start_mono
+    deadline = t0 + args.timeout
+    try:
+        cpu_mark, t_mark = 0.0, t0
+        if n_pre:
+            tact.wait(done(n_pre), deadline, f"consumed={n_pre} (prefill) with outbox_pending=0")
+            cpu_mark, t_mark = proc_cpu_seconds(tact.pid), time.monotonic()
+            log(f"tact consumed the prefill; producing the {n_meas:,} measured events")
+            produce(bootstrap, tact.topics["clickstream"], inp.measured)
+        tact.wait(done(n_pre + n_meas), deadline, f"consumed={n_pre + n_meas} with outbox_pending=0")
+        t_end = time.monotonic()
+        cpu = proc_cpu_seconds(tact.pid)
+        hwm = proc_status_kb(tact.pid, "VmHWM")
+        threads = proc_thread_cpu(tact.pid)
+        changelog_at_end = tact.m("tact_changelog_records_total")
+        code, ru = tact.terminate()
+    finally:
+        tact.kill()
+    m = tact.metrics
     measured_cpu = cpu - cpu_mark
     return {
         "impl": "tact",
@@ -702,6 +895,7 @@ def run_tact(args, bootstrap: str, workdir: Path, inp: Input, in_topic: str, top
         "decisions_reported": metric_sum(m, "tact_decisions_total"),
         "suppressions_reported": metric_sum(m, "tact_suppressions_total"),
         "decode_errors": metric_sum(m, "tact_decode_errors_total"),
+        "changelog_records": changelog_at_end,
         "cpu_seconds": round(measured_cpu, 3),
         "cpu_seconds_total": round(cpu, 3),
         "cpu_seconds_incl_shutdown": round(ru.ru_utime + ru.ru_stime, 3) if ru else None,
@@ -711,8 +905,295 @@ def run_tact(args, bootstrap: str, workdir: Path, inp: Input, in_topic: str, top
         "peak_rss_kb": hwm,
         "cpu_seconds_by_thread": threads,  # whole process life, by thread name (where the CPU goes)
         "exit_code_after_sigterm": code,
-        "binary": tact_bin,
+        "binary": args.tact_bin,
         "metrics": _tact_metrics_summary(m),
+    }
+
+
+def run_restore(args, bootstrap: str, workdir: Path, group: str, topics: dict, state_customers: int,
+                changelog_written: float | None) -> dict:
+    """A second instance with an empty state dir, in the first one's group with its config, after
+    the first has stopped: it owns every partition and must restore all of it from the changelog.
+    Ends when all partitions are assigned and none is restoring."""
+    t = TactProc(args, bootstrap, workdir, "tact-restore", group=group, topics=topics,
+                 session_timeout_ms=args.session_timeout_ms)
+    n = args.partitions
+    t.start()
+    try:
+        # fine-grained polling: the restore of a small state takes well under a second
+        t.wait(lambda p: p.ready(n) and (p.m("tact_restore_duration_seconds_count") or 0) >= n,
+               t.start_mono + args.timeout, f"{n} partitions restored", interval=0.1)
+        t_ready_poll = time.monotonic()
+        cpu = proc_cpu_seconds(t.pid)
+        hwm = proc_status_kb(t.pid, "VmHWM")
+        time.sleep(0.5)  # a last scrape after ready: nothing more should be restored
+        t.scrape()
+    finally:
+        # SIGKILL: its graceful stop is not measured (and on tansu waits out shutdown_deadline_ms)
+        t.kill()
+    ev = t.group_events()
+    assigned = [ts for ts, kind, _ in ev if kind == "assigned"]
+    ready = [(ts, next(iter(ps))) for ts, kind, ps in ev if kind == "ready"]
+    per_part = {}
+    for e in t.events():
+        if e["msg"] == "partition state ready":
+            f = e["fields"]
+            per_part[int(f["partition"])] = {"records": f.get("records"), "seconds": float(f.get("seconds", 0)),
+                                            "mode": f.get("mode")}
+    records = t.m("tact_restore_records_total") or 0
+    nbytes = t.m("tact_restore_bytes_total") or 0
+    seconds = (max(ts for ts, _ in ready) - min(assigned)) if assigned and ready else None
+    from_start = (max(ts for ts, _ in ready) - t.start_wall) if ready else round(t_ready_poll - t.start_mono, 2)
+    return {
+        "records": records,
+        "bytes": nbytes,
+        "state_customers": state_customers,
+        "changelog_records_written": changelog_written,
+        # from the first "partitions assigned" to the last "partition state ready" (tact's log)
+        "seconds": round(seconds, 3) if seconds is not None else None,
+        "records_per_second": round(records / seconds, 1) if seconds else None,
+        "mib_per_second": round(nbytes / 2**20 / seconds, 2) if seconds else None,
+        # from the process start (spawn) to the last partition ready: start-up and group join included
+        "seconds_from_start": round(from_start, 3),
+        "cpu_seconds": round(cpu, 3),
+        "records_per_cpu_second": round(records / cpu, 1) if cpu > 0 else None,
+        "peak_rss_kb": hwm,
+        "restore_duration_seconds_sum": t.m("tact_restore_duration_seconds_sum"),
+        "partitions": per_part,
+        "modes": sorted({v["mode"] for v in per_part.values()}),
+        "metrics": _tact_metrics_summary(t.metrics),
+    }
+
+
+class LiveProducer(threading.Thread):
+    """Produces the generator's events at a steady rate with event_time = now, and remembers the
+    input partition of every key (from the delivery reports)."""
+
+    def __init__(self, bootstrap: str, topic: str, gen: ClickstreamGenerator, rate: float):
+        super().__init__(daemon=True)
+        self.bootstrap, self.topic, self.rate = bootstrap, topic, rate
+        self.records = gen.records()
+        self.partition_of: dict[bytes, int] = {}
+        self.sent = 0
+        self.errors: list[str] = []
+        self.stopping = threading.Event()
+        self.started_at = self.stopped_at = None
+
+    def run(self):
+        from confluent_kafka import Producer
+        from fastavro import parse_schema, schemaless_writer
+        schema = parse_schema(_strip_logical_types(json.loads((SCHEMAS / "click_event.avsc").read_text())))
+        header = b"\x00" + (1).to_bytes(4, "big")
+        producer = Producer({"bootstrap.servers": self.bootstrap, "linger.ms": 5, "acks": "all",
+                             "enable.idempotence": False})
+
+        def on_delivery(err, msg):
+            if err is not None:
+                self.errors.append(str(err))
+            else:
+                self.partition_of[msg.key()] = msg.partition()
+
+        t0 = time.monotonic()
+        self.started_at = time.time()
+        buf = BytesIO()
+        while not self.stopping.is_set():
+            due = int((time.monotonic() - t0) * self.rate)
+            while self.sent < due:
+                ev = next(self.records)
+                ev["event_time"] = int(time.time() * 1000)
+                buf.seek(0)
+                buf.truncate()
+                buf.write(header)
+                schemaless_writer(buf, schema, ev)
+                try:
+                    producer.produce(self.topic, key=ev["customer_id"].encode(), value=buf.getvalue(),
+                                     on_delivery=on_delivery)
+                except BufferError:
+                    producer.poll(0.05)
+                    continue
+                self.sent += 1
+            producer.poll(0)
+            time.sleep(0.005)
+        self.stopped_at = time.time()
+        producer.flush(30)
+
+    def stop(self):
+        self.stopping.set()
+        self.join(60)
+
+
+def _pause(kind: str, t_event: dict[int, float], owner: TactProc,
+           decisions: dict[int, list[tuple[int, int]]]) -> dict:
+    """Per moved partition p: from t_event[p] (the revoke, or the kill) to the new owner's
+    assignment, its state ready, and its first decision for a key of p."""
+    ev = owner.group_events()
+    parts = {}
+    for p in sorted(t_event):
+        t0 = t_event[p]
+        t_asg = next((ts for ts, k, ps in ev if k == "assigned" and p in ps and ts >= t0), None)
+        t_ready = next((ts for ts, k, ps in ev if k == "ready" and p in ps and t_asg and ts >= t_asg), None)
+        # decisions with a record time after the new owner's assignment are the new owner's: the
+        # old owner let the partition go (acknowledged and committed) before it was reassigned
+        ds = decisions.get(p, [])
+        t_first = next((ts / 1000 for ts, _ in ds if t_asg and ts / 1000 >= t_asg), None)
+        # the worst event-to-decision latency of the decisions made around the move
+        worst = max(((ts - ca) / 1000 for ts, ca in ds if t_first and t0 <= ts / 1000 <= t_first + 5),
+                    default=None)
+        parts[p] = {
+            "to_assigned": round(t_asg - t0, 3) if t_asg else None,
+            "restore": round(t_ready - t_asg, 3) if t_ready and t_asg else None,
+            "to_first_decision_after_ready": round(t_first - t_ready, 3) if t_first and t_ready else None,
+            "pause": round(t_first - t0, 3) if t_first else None,
+            "worst_event_to_decision_latency": round(worst, 3) if worst is not None else None,
+            "first_decision_at": t_first,
+        }
+    out = {"kind": kind, "moved_partitions": sorted(t_event), "partitions": parts}
+    for key in ("pause", "to_assigned", "restore", "to_first_decision_after_ready",
+                "worst_event_to_decision_latency"):
+        vals = [v[key] for v in parts.values() if v[key] is not None]
+        # the maximum only when every moved partition has the figure
+        out[f"{key}_max"] = max(vals) if vals and len(vals) == len(parts) else None
+    pauses = [v["pause"] for v in parts.values() if v["pause"] is not None]
+    out["pause_mean"] = round(sum(pauses) / len(pauses), 3) if pauses else None
+    return out
+
+
+def owned_partitions(t: TactProc) -> set[int]:
+    owned: set[int] = set()
+    for _, kind, ps in t.group_events():
+        if kind == "assigned":
+            owned |= ps
+        elif kind in ("revoked", "lost"):
+            owned -= ps
+    return owned
+
+
+def run_rebalance(args, bootstrap: str, workdir: Path) -> dict:
+    """Steady live input into a tact group on topics of its own, and three moves:
+
+    * join: A runs alone, B starts; the cooperative rebalance moves some partitions from A to B.
+      From A's revoke of a partition (A's log) to B's first decision for a key of it.
+    * kill: B is killed with SIGKILL; the group notices after the session timeout and A takes
+      B's partitions back. From the SIGKILL to A's first decision for each.
+    * leave (--rebalance-leave): C joins (not measured), then gets SIGTERM; it drains, leaves the
+      group and A takes its partitions back. From the SIGTERM to A's first decision for each.
+
+    A decision's time is its record timestamp (CreateTime stamped by tact's producer)."""
+    n = args.partitions
+    topics = tact_topic_names("rb-")
+    group = f"tact-rb-{uuid.uuid4().hex[:8]}"
+    st = args.rebalance_session_timeout_ms
+
+    def instance(name: str) -> TactProc:
+        return TactProc(args, bootstrap, workdir, name, group=group, topics=topics, session_timeout_ms=st)
+
+    a, b, c = instance("rb-a"), instance("rb-b"), instance("rb-c")
+    tact_validate_and_create_topics(args, a.cfg, workdir, bootstrap, topics)
+    gen = ClickstreamGenerator(args.seed + 1, args.rebalance_customers, 10**12, pool_share=args.returning_share,
+                               bounce_share=args.bounce_share, session_events=args.session_events)
+    producer = LiveProducer(bootstrap, topics["clickstream"], gen, args.rebalance_rate)
+    marks: dict = {}
+    deadline = time.monotonic() + args.timeout
+
+    def split_with(t: TactProc):
+        """t owns some partitions, A the rest, nothing restoring."""
+        return lambda _: (t.scrape() is not None and t.ready() and a.scrape() is not None
+                          and (a.m("tact_partitions_assigned") or 0) + (t.m("tact_partitions_assigned") or 0) == n
+                          and a.m("tact_partitions_restoring") == 0)
+
+    moved_leave: set[int] = set()
+    try:
+        a.start()
+        a.wait(lambda t: t.ready(n), deadline, f"{n} partitions ready")
+        producer.start()
+        log(f"rebalance: producing {args.rebalance_rate:,.0f} events/s; A alone for {args.rebalance_warmup:.0f} s")
+        time.sleep(args.rebalance_warmup)
+        marks["join"] = time.time()
+        b.start()
+        b.wait(split_with(b), deadline, "a split of the partitions with A", interval=0.2)
+        log(f"rebalance: B owns {sorted(owned_partitions(b))}; running for {args.rebalance_settle:.0f} s")
+        time.sleep(args.rebalance_settle)
+        moved_kill = owned_partitions(b)
+        marks["kill"] = time.time()
+        b.kill()
+        log("rebalance: B killed (SIGKILL)")
+        a.wait(lambda t: t.ready(n), deadline, f"all {n} partitions back on A", interval=0.2)
+        time.sleep(args.rebalance_settle)
+        if args.rebalance_leave:
+            c.start()
+            c.wait(split_with(c), deadline, "a split of the partitions with A", interval=0.2)
+            log(f"rebalance: C owns {sorted(owned_partitions(c))}; running for {args.rebalance_settle:.0f} s")
+            time.sleep(args.rebalance_settle)
+            moved_leave = owned_partitions(c)
+            marks["leave"] = time.time()
+            c.proc.send_signal(signal.SIGTERM)
+            log("rebalance: C stopped (SIGTERM)")
+            a.wait(lambda t: t.ready(n), deadline, f"all {n} partitions back on A", interval=0.2)
+            time.sleep(args.rebalance_settle)
+            marks["leave_exit_code"] = c.terminate()[0]
+        producer.stop()
+        end = time.monotonic() + 15
+        while time.monotonic() < end and not (a.scrape() is not None and a.m("tact_outbox_pending") == 0):
+            time.sleep(0.2)
+        a_cpu = proc_cpu_seconds(a.pid)
+    finally:
+        if producer.is_alive():
+            producer.stop()
+        for t in (a, b, c):
+            t.kill()  # nothing after this is measured
+    if producer.errors:
+        raise RuntimeError(f"live producer errors: {producer.errors[:5]}")
+    timed = read_timed(bootstrap, topics["decisions"])
+    decisions: dict[int, list[tuple[int, int]]] = {}
+    unknown = 0
+    for key, ts, created in timed:
+        p = producer.partition_of.get(key)
+        if p is None:
+            unknown += 1
+            continue
+        decisions.setdefault(p, []).append((ts, created))
+    for v in decisions.values():
+        v.sort()
+    # steady state before the join: latency and how dense the decisions are (the resolution)
+    steady = sorted((ts - ca) / 1000 for ds in decisions.values() for ts, ca in ds
+                    if producer.started_at + 2 <= ts / 1000 < marks["join"])
+    span = max(0.001, marks["join"] - producer.started_at - 2)
+    # join: the partitions B got first, each from A's revoke of it (after B started)
+    moved_join = next((ps for _, k, ps in b.group_events() if k == "assigned"), set())
+    a_ev = a.group_events()
+    revoked_at = {p: next((ts for ts, k, ps in a_ev if k == "revoked" and p in ps and ts >= marks["join"]), None)
+                  for p in moved_join}
+    join = _pause("join", revoked_at, b, decisions) if moved_join and all(revoked_at.values()) else {}
+    if join:
+        firsts = [v["first_decision_at"] for v in join["partitions"].values()]
+        join["new_instance_start_to_first_decision"] = (round(max(firsts) - marks["join"], 3)
+                                                        if all(firsts) else None)
+    # kill: B's partitions at the kill, from the SIGKILL
+    kill = _pause("kill", {p: marks["kill"] for p in moved_kill}, a, decisions) if moved_kill else {}
+    if kill.get("pause_max") is not None:
+        # the group waits out the session timeout before it notices the dead member
+        kill["pause_max_minus_session_timeout"] = round(kill["pause_max"] - st / 1000, 3)
+    leave = {}
+    if moved_leave:
+        leave = _pause("leave", {p: marks["leave"] for p in moved_leave}, a, decisions)
+        c_rev = [ts for ts, k, ps in c.group_events() if k in ("revoked", "lost") and ts >= marks["leave"]]
+        leave["sigterm_to_revoke"] = round(min(c_rev) - marks["leave"], 3) if c_rev else None
+        leave["exit_code_after_sigterm"] = marks.get("leave_exit_code")
+    return {
+        "rate_events_per_second": args.rebalance_rate,
+        "events_produced": producer.sent,
+        "customers": args.rebalance_customers,
+        "session_timeout_ms": st,
+        "decisions": len(timed),
+        "decisions_unmapped": unknown,
+        "steady_decisions_per_partition_second": round(len(steady) / span / n, 1),
+        "steady_latency_p50": round(steady[len(steady) // 2], 3) if steady else None,
+        "steady_latency_p99": round(steady[int(len(steady) * 0.99)], 3) if steady else None,
+        "restored_records_a": a.m("tact_restore_records_total"),
+        "a_cpu_seconds": round(a_cpu, 2),
+        "join": join,
+        "kill": kill,
+        "leave": leave,
     }
 
 
@@ -726,12 +1207,36 @@ def fmt_mib(kb):
     return f"{kb / 1024:,.0f} MiB" if isinstance(kb, (int, float)) else "-"
 
 
+def fmt_s(v):
+    return f"{v:.2f}" if isinstance(v, (int, float)) else "-"
+
+
+def print_rows(head, rows):
+    widths = [max(len(str(x[i])) for x in [head] + rows) for i in range(len(head))]
+    print("  ".join(h.ljust(w) for h, w in zip(head, widths)))
+    print("  ".join("-" * w for w in widths))
+    for r in rows:
+        print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)))
+
+
 def print_table(report: dict):
     p = report.get("params", {})
     inp = report.get("input", {})
+    e = report.get("engine")
+    if e and "error" in e:
+        print(f"\nengine: {e['error']}")
+    elif e:
+        print(f"\nengine (tact-bench): {fmt_rate(e.get('events'))} events, {fmt_rate(e.get('customers'))} customers: "
+              f"{fmt_rate(e.get('engine_events_per_cpu_s'))} events/CPU-s, raw RocksDB "
+              f"{fmt_rate(e.get('raw_rocksdb_events_per_cpu_s'))}, engine/raw {fmt_s(e.get('engine_over_raw'))}, "
+              f"peak RSS {fmt_rate(e.get('peak_rss_mib'))} MiB, changelog records {fmt_rate(e.get('changelog_records'))}")
     mode = (f"after a prefill of {p['prefill_customers']:,} customers (start-up and prefill excluded)"
             if p.get("prefill_customers") else "whole process, start-up included")
-    print(f"\n{p.get('events', 0):,} events, {inp.get('distinct_customers', 0):,} distinct of "
+    if p.get("quix_changelog") == "true":
+        print("\nthroughput, both with changelogs on (tact: its compacted changelog topic; quix: changelog on)")
+    else:
+        print("\nthroughput, tact with its changelog, quix with its changelog OFF (--quix-changelog false)")
+    print(f"{p.get('events', 0):,} events, {inp.get('distinct_customers', 0):,} distinct of "
           f"{p.get('customers', 0):,} customer ids, {p.get('partitions')} partitions; CPU counted: {mode}\n")
     rows = []
     for key in ("quix", "tact"):
@@ -739,18 +1244,16 @@ def print_table(report: dict):
         if not r:
             continue
         if "error" in r:
-            rows.append((key, "FAILED", "-", "-", "-", "-", "-"))
+            rows.append((key, "FAILED", "-", "-", "-", "-", "-", "-"))
             continue
+        cl = r.get("changelog_records")
         rows.append((r["impl"], f"{r['events']:,}", f"{r['cpu_seconds']:.2f}", fmt_rate(r["events_per_cpu_second"]),
                      f"{r['wall_seconds']:.1f}", fmt_mib(r["peak_rss_kb"]),
-                     f"{int(r['decisions_out']):,}" if r.get("decisions_out") is not None else "-"))
-    head = ("implementation", "events", "CPU s", "events/CPU-s", "wall s", "peak RSS", "decisions")
-    widths = [max(len(str(x[i])) for x in [head] + rows) for i in range(len(head))]
-    line = "  ".join(h.ljust(w) for h, w in zip(head, widths))
-    print(line)
-    print("  ".join("-" * w for w in widths))
-    for r in rows:
-        print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)))
+                     f"{int(r['decisions_out']):,}" if r.get("decisions_out") is not None else "-",
+                     f"{int(cl):,}" if isinstance(cl, (int, float)) else "-"))
+    if rows:
+        print_rows(("implementation", "events", "CPU s", "events/CPU-s", "wall s", "peak RSS", "decisions",
+                    "changelog records"), rows)
     ratio = report.get("ratio_tact_over_quix")
     if ratio is not None:
         verdict = "meets" if ratio >= report["target_ratio"] else "BELOW"
@@ -769,24 +1272,102 @@ def print_table(report: dict):
             if key == "tact" and r.get("cpu_seconds_by_thread"):
                 top = list(r["cpu_seconds_by_thread"].items())[:6]
                 extra += "\ntact CPU by thread (whole run): " + ", ".join(f"{n} {v:.2f}s" for n, v in top)
-            if key == "quix" and r.get("changelog_topic"):
-                extra = f"; changelog records {r.get('changelog_records')}"
             print(f"{key} decisions by kind: {r['decisions_topic']['by_kind']}{extra}")
-    for key in ("quix", "tact"):
-        if report.get(key, {}).get("error"):
+    rs = report.get("restore")
+    if rs and "error" not in rs:
+        print(f"\nrestore: {rs['records']:,.0f} records ({rs['bytes'] / 2**20:,.1f} MiB) in {fmt_s(rs['seconds'])} s "
+              f"= {fmt_rate(rs['records_per_second'])} records/s"
+              f"  (state of {rs['state_customers']:,} customers; tact wrote {fmt_rate(rs['changelog_records_written'])} "
+              f"changelog records, tansu compacts none)")
+        print(f"  a fresh instance, empty state dir, same group and changelog; seconds from the first partition "
+              f"assignment to the last partition ready; from process start {fmt_s(rs['seconds_from_start'])} s; "
+              f"CPU {fmt_s(rs['cpu_seconds'])} s = {fmt_rate(rs['records_per_cpu_second'])} records/CPU-s; "
+              f"peak RSS {fmt_mib(rs['peak_rss_kb'])}")
+    rb = report.get("rebalance")
+    if rb and "error" not in rb:
+        st = rb["session_timeout_ms"] / 1000
+        print(f"\nrebalance pause: live input at {rb['rate_events_per_second']:,.0f} events/s, {p.get('partitions')} "
+              f"partitions, session.timeout.ms={rb['session_timeout_ms']}; seconds from the revoke to the new "
+              f"owner's first decision for a moved partition (max over moved partitions)")
+        rows = []
+        for key, label in (("join", "join: a 2nd instance starts (from A's revoke)"),
+                           ("kill", "kill -9 of one of 2 (from the SIGKILL)"),
+                           ("leave", "leave: SIGTERM to one of 2 (from the SIGTERM)")):
+            r = rb.get(key) or {}
+            if not r:
+                continue
+            rows.append((label, str(r.get("moved_partitions", "-")), fmt_s(r.get("pause_max")),
+                         fmt_s(r.get("to_assigned_max")), fmt_s(r.get("restore_max")),
+                         fmt_s(r.get("to_first_decision_after_ready_max")),
+                         fmt_s(r.get("worst_event_to_decision_latency_max"))))
+        print_rows(("move", "partitions", "pause s", "to assigned", "restore", "ready to 1st decision",
+                    "worst latency"), rows)
+        j = rb.get("join") or {}
+        print(f"join: the new instance's first decision for every moved partition came "
+              f"{fmt_s(j.get('new_instance_start_to_first_decision'))} s after its process started")
+        k = rb.get("kill") or {}
+        print(f"kill: 'to assigned' includes the session timeout ({st:.1f} s) the group waits before it notices "
+              f"the dead member; the pause without it: {fmt_s(k.get('pause_max_minus_session_timeout'))} s")
+        lv = rb.get("leave") or {}
+        if lv:
+            print(f"leave: the stopping instance logged its revoke {fmt_s(lv.get('sigterm_to_revoke'))} s after "
+                  f"the SIGTERM (it drains, then waits for the group to answer its leave)")
+        print(f"steady state: decision latency p50 {fmt_s(rb.get('steady_latency_p50'))} s, p99 "
+              f"{fmt_s(rb.get('steady_latency_p99'))} s; {rb.get('steady_decisions_per_partition_second')} "
+              f"decisions per partition-second (the resolution of 'first decision')")
+    for key in ("quix", "tact", "restore", "rebalance"):
+        if (report.get(key) or {}).get("error"):
             print(f"\n{key} FAILED:\n{report[key]['error']}")
+    if report.get("missing_figures"):
+        print(f"\nMISSING FIGURES: {', '.join(report['missing_figures'])}")
+
+
+def missing_figures(report: dict, args) -> list[str]:
+    """Every figure the run should have produced and did not (the smoke test's assertion)."""
+    need = []
+    if not args.skip_quix:
+        need += [("quix", "events_per_cpu_second"), ("quix", "peak_rss_kb"), ("quix", "decisions_out")]
+        if args.quix_changelog == "true":
+            need.append(("quix", "changelog_records"))
+    if not args.skip_tact:
+        need += [("tact", "events_per_cpu_second"), ("tact", "peak_rss_kb"), ("tact", "decisions_out"),
+                 ("tact", "changelog_records")]
+        if not args.skip_restore:
+            need += [("restore", k) for k in ("records", "bytes", "seconds", "records_per_second",
+                                              "seconds_from_start", "peak_rss_kb")]
+    if not args.skip_quix and not args.skip_tact:
+        need.append((None, "ratio_tact_over_quix"))
+    if not args.skip_rebalance and not args.skip_tact:
+        for move in ("join", "kill") + (("leave",) if args.rebalance_leave else ()):
+            need += [(f"rebalance.{move}", k) for k in ("pause_max", "to_assigned_max", "restore_max")]
+    if args.engine_json:
+        need += [("engine", k) for k in ("engine_events_per_cpu_s", "raw_rocksdb_events_per_cpu_s",
+                                         "engine_over_raw", "peak_rss_mib", "changelog_records")]
+    missing = []
+    for section, key in need:
+        node = report
+        for part in (section.split(".") if section else []):
+            node = (node or {}).get(part) or {}
+        v = node.get(key) if isinstance(node, dict) else None
+        if not isinstance(v, (int, float)) or (v <= 0 and key != "ratio_tact_over_quix"):
+            missing.append(f"{section + '.' if section else ''}{key}")
+    return missing
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--events", type=int, default=300_000)
     ap.add_argument("--customers", type=int, default=1_000_000)
-    ap.add_argument("--quick", action="store_true", help="smoke test: 20,000 events, 10,000 customers")
-    ap.add_argument("--partitions", type=int, default=4, help="partitions of every topic")
+    ap.add_argument("--quick", action="store_true", help="short run: 20,000 events, 10,000 customers")
+    ap.add_argument("--smoke", action="store_true",
+                    help="`make bench-smoke`: 5,000 events over 2,500 customers, a short rebalance phase, "
+                         "fast group joins; fails if any figure is missing (no timing assertions)")
+    ap.add_argument("--partitions", type=int, default=4, help="partitions of every input topic")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--prefill-customers", type=int, default=0,
                     help="before the measured events, one event for each of this many customer ids, consumed "
-                         "and excluded from the measurement: state with that many keys (e.g. 1000000)")
+                         "and excluded from the measurement: state with that many keys (e.g. 1000000); the "
+                         "restore then restores that state")
     ap.add_argument("--returning-share", type=float, default=0.3,
                     help="share of sessions by a small returning pool (customers/200); the rest pick any id")
     ap.add_argument("--bounce-share", type=float, default=0.4, help="share of single-event sessions")
@@ -794,16 +1375,29 @@ def main() -> int:
     ap.add_argument("--tact-bin", default=None,
                     help=f"tact binary (default: $TACT_BIN, else {DEFAULT_TACT_BIN}, else {FALLBACK_TACT_BIN})")
     ap.add_argument("--skip-quix", action="store_true")
-    ap.add_argument("--skip-tact", action="store_true")
+    ap.add_argument("--skip-tact", action="store_true", help="no tact at all (throughput, restore, rebalance)")
+    ap.add_argument("--skip-restore", action="store_true")
+    ap.add_argument("--skip-rebalance", action="store_true")
     ap.add_argument("--quix-changelog", choices=("true", "false"), default="true",
-                    help="Quix changelog topics (default true, as deployed; needs broker support)")
+                    help="Quix changelog topics (default true, as deployed, and as tact's changelog always is)")
     ap.add_argument("--quix-guarantee", choices=("at-least-once", "exactly-once"), default="at-least-once")
     ap.add_argument("--tact-consent-regime", choices=("opt_out", "opt_in"), default="opt_out")
     ap.add_argument("--session-timeout-ms", type=int, default=6000,
-                    help="consumer session.timeout.ms for both (tansu delays a group join by about this much; "
-                         "librdkafka's 45 s default costs ~25 s of idle start-up)")
+                    help="consumer session.timeout.ms of the throughput and restore runs, both contenders "
+                         "(tansu delays a group join by about half of it; librdkafka's 45 s default costs "
+                         "~25 s of idle start-up)")
+    ap.add_argument("--rebalance-rate", type=float, default=2000, help="events/s of live input in the rebalance phase")
+    ap.add_argument("--rebalance-customers", type=int, default=20_000, help="customer ids of the rebalance input")
+    ap.add_argument("--rebalance-warmup", type=float, default=10.0, help="seconds of A alone before B joins")
+    ap.add_argument("--rebalance-settle", type=float, default=5.0, help="seconds after each move before the next")
+    ap.add_argument("--rebalance-session-timeout-ms", type=int, default=3000,
+                    help="session.timeout.ms of the rebalance group: a killed member is noticed after it")
+    ap.add_argument("--rebalance-leave", choices=("true", "false"), default="true",
+                    help="also measure a graceful leave (SIGTERM to one of two instances)")
+    ap.add_argument("--engine-json", default=None,
+                    help="the engine benchmark's JSON (tact-bench --json): included in the report and checked")
     ap.add_argument("--topic", default="clickstream")
-    ap.add_argument("--timeout", type=float, default=None, help="seconds per contender (default scales with events)")
+    ap.add_argument("--timeout", type=float, default=None, help="seconds per phase (default scales with events)")
     ap.add_argument("--target-ratio", type=float, default=10.0)
     ap.add_argument("--json", default=None, help="write the report as JSON to this file")
     ap.add_argument("--workdir", default=None, help="default: a fresh temporary directory")
@@ -811,8 +1405,19 @@ def main() -> int:
     args = ap.parse_args()
     if args.quick:
         args.events, args.customers = 20_000, 10_000
-        args.prefill_customers = min(args.prefill_customers, args.customers)
+    if args.smoke:
+        args.events, args.customers = 5_000, 2_500
+        args.session_timeout_ms = min(args.session_timeout_ms, 3000)
+        args.rebalance_rate = min(args.rebalance_rate, 300)
+        args.rebalance_customers = min(args.rebalance_customers, 2_000)
+        args.rebalance_warmup = min(args.rebalance_warmup, 4.0)
+        args.rebalance_settle = min(args.rebalance_settle, 3.0)
+        args.rebalance_session_timeout_ms = min(args.rebalance_session_timeout_ms, 2000)
     args.prefill_customers = min(args.prefill_customers, args.customers)
+    args.rebalance_leave = args.rebalance_leave == "true"
+    if args.smoke:
+        global READ_IDLE_S
+        READ_IDLE_S = 1.0
     if args.timeout is None:
         args.timeout = 120 + (args.events + args.prefill_customers) / 400
     if not args.skip_tact:
@@ -824,21 +1429,28 @@ def main() -> int:
     workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="tact-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
     log(f"work directory {workdir}")
+    t_run = time.monotonic()
     report: dict = {"target_ratio": args.target_ratio, "machine": {"cpus": os.cpu_count()},
                     "params": {"events": args.events, "customers": args.customers, "partitions": args.partitions,
                                "prefill_customers": args.prefill_customers, "seed": args.seed, "returning_share": args.returning_share,
                                "bounce_share": args.bounce_share, "session_events": args.session_events,
-                               "quix_changelog": args.quix_changelog,
+                               "quix_changelog": args.quix_changelog, "tact_changelog": "true",
                                "quix_guarantee": args.quix_guarantee,
-                               "tact_consent_regime": args.tact_consent_regime}}
+                               "tact_consent_regime": args.tact_consent_regime,
+                               "session_timeout_ms": args.session_timeout_ms,
+                               "rebalance_rate": args.rebalance_rate,
+                               "rebalance_session_timeout_ms": args.rebalance_session_timeout_ms,
+                               "tact_bin": args.tact_bin}}
+    if args.engine_json:
+        try:
+            report["engine"] = json.loads(Path(args.engine_json).read_text())
+        except (OSError, ValueError) as exc:
+            report["engine"] = {"error": f"cannot read {args.engine_json}: {exc}"}
     broker = Tansu(workdir)
     rc = 0
     try:
         broker.start()
         log(f"tansu on {broker.bootstrap}")
-        tact_topics = {"profile_commands": "tact-profile-commands", "decisions": "tact-decisions",
-                       "suppressed": "tact-decisions-suppressed", "dead_letter": "tact-dead-letter",
-                       "erasure_receipts": "tact-erasure-receipts"}
         quix_out = "quix-decisions"
         log(f"generating {args.events:,} events over {args.customers:,} customer ids"
             + (f" after a prefill of {args.prefill_customers:,} customers" if args.prefill_customers else ""))
@@ -848,9 +1460,16 @@ def main() -> int:
         # bytes, because the measured part is produced only after that contender consumed the prefill.
         in_topics = ({"quix": args.topic, "tact": args.topic} if not inp.prefill
                      else {"quix": f"{args.topic}-quix", "tact": f"{args.topic}-tact"})
+        # the input topics (with the retention configs Quix needs) and Quix's output; tact's own
+        # topics (the compacted changelog, the catalog, its outputs) by `tact topics create`
         create_topics(broker.bootstrap, {**{t: args.partitions for t in set(in_topics.values())},
-                                         quix_out: args.partitions,
-                                         **{t: args.partitions for t in tact_topics.values()}})
+                                         quix_out: args.partitions})
+        tact = None
+        if not args.skip_tact:
+            tact = TactProc(args, broker.bootstrap, workdir, "tact", group=f"tact-bench-{uuid.uuid4().hex[:8]}",
+                            topics=tact_topic_names("", clickstream=in_topics["tact"]),
+                            session_timeout_ms=args.session_timeout_ms)
+            tact_validate_and_create_topics(args, tact.cfg, workdir, broker.bootstrap, tact.topics)
         if inp.prefill:
             for who in ("quix", "tact"):
                 if not getattr(args, f"skip_{who}"):
@@ -873,20 +1492,40 @@ def main() -> int:
             except Exception as exc:  # noqa: BLE001
                 report["quix"] = {"error": str(exc)}
                 rc = 1
-        if not args.skip_tact:
+        if tact is not None:
             cpu0 = broker.cpu_seconds()
             try:
-                report["tact"] = run_tact(args, broker.bootstrap, workdir, inp, in_topics["tact"], tact_topics)
-                report["tact"]["decisions_topic"] = read_topic(broker.bootstrap, tact_topics["decisions"],
+                report["tact"] = run_tact(args, broker.bootstrap, workdir, inp, tact)
+                report["tact"]["decisions_topic"] = read_topic(broker.bootstrap, tact.topics["decisions"],
                                                                "decision.avsc")
                 report["tact"]["decisions_out"] = (report["tact"]["decisions_topic"] or {}).get("records")
-                report["tact"]["suppressed_topic"] = read_topic(broker.bootstrap, tact_topics["suppressed"])
-                report["tact"]["dead_letter_topic"] = read_topic(broker.bootstrap, tact_topics["dead_letter"])
+                report["tact"]["suppressed_topic"] = read_topic(broker.bootstrap, tact.topics["suppressed"])
+                report["tact"]["dead_letter_topic"] = read_topic(broker.bootstrap, tact.topics["dead_letter"])
                 report["tact"]["broker_cpu_seconds"] = round(broker.cpu_seconds() - cpu0, 2)
-                log(f"tact: {report['tact']['events_per_cpu_second']} events/CPU-s")
+                log(f"tact: {report['tact']['events_per_cpu_second']} events/CPU-s, "
+                    f"{report['tact']['changelog_records']} changelog records")
             except Exception as exc:  # noqa: BLE001
                 report["tact"] = {"error": str(exc)}
                 rc = 1
+            if not args.skip_restore and "error" not in report["tact"]:
+                try:
+                    log("restore: a fresh tact (empty state dir) in the same group restores the changelog")
+                    report["restore"] = run_restore(args, broker.bootstrap, workdir, tact.group, tact.topics,
+                                                    inp.summary["state_customers"],
+                                                    report["tact"].get("changelog_records"))
+                    r = report["restore"]
+                    log(f"restore: {r['records']:,.0f} records in {r['seconds']} s = {r['records_per_second']} records/s")
+                except Exception as exc:  # noqa: BLE001
+                    report["restore"] = {"error": str(exc)}
+                    rc = 1
+            if not args.skip_rebalance:
+                try:
+                    report["rebalance"] = run_rebalance(args, broker.bootstrap, workdir)
+                    log(f"rebalance: join pause {report['rebalance']['join'].get('pause_max')} s, "
+                        f"kill pause {report['rebalance']['kill'].get('pause_max')} s")
+                except Exception as exc:  # noqa: BLE001
+                    report["rebalance"] = {"error": str(exc)}
+                    rc = 1
         q, t = report.get("quix", {}), report.get("tact", {})
         if q.get("events_per_cpu_second") and t.get("events_per_cpu_second"):
             report["ratio_tact_over_quix"] = round(t["events_per_cpu_second"] / q["events_per_cpu_second"], 2)
@@ -896,6 +1535,10 @@ def main() -> int:
         rc = 1
     finally:
         broker.stop()
+        report["missing_figures"] = missing_figures(report, args)
+        if report["missing_figures"]:
+            rc = 1
+        report["run_seconds"] = round(time.monotonic() - t_run, 1)
         report["workdir"] = str(workdir) if (args.keep or rc != 0) else None
         if not args.keep and rc == 0 and not args.workdir:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -903,6 +1546,7 @@ def main() -> int:
             log(f"logs kept in {workdir}")
 
     print_table(report)
+    print(f"\n(run took {report['run_seconds']:.0f} s)")
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
         log(f"wrote {args.json}")
