@@ -22,9 +22,9 @@ build: deps
 demo: build
 	$(TACT_DEBUG) demo $(if $(DURATION),--duration $(DURATION),)
 
-## Everything: unit and property tests, the core's dependency rule, end-to-end tests on tansu,
-## and the benchmark drivers on tiny sizes (bench-smoke).
-test: test-deps check-core unit e2e bench-smoke
+## Everything: unit and property tests, the core's dependency rule, formatting and clippy,
+## end-to-end tests on tansu, and the benchmark drivers on tiny sizes (bench-smoke).
+test: test-deps check-core unit lint e2e bench-smoke
 
 unit: deps
 	cargo test --workspace --no-fail-fast
@@ -70,7 +70,9 @@ bench-smoke: bench-deps build
 	$(BENCH_PY) bench/e2e_bench.py --smoke --tact-bin $(TACT_DEBUG) \
 		--engine-json $(BENCH_SMOKE_DIR)/engine.json --json $(BENCH_SMOKE_DIR)/e2e.json
 
-lint:
+## Formatting and clippy with warnings as errors (also part of `make test`).
+lint: deps
+	@cargo fmt --version >/dev/null 2>&1 && cargo clippy --version >/dev/null 2>&1 || rustup component add rustfmt clippy
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 

@@ -158,8 +158,9 @@ class Run:
         is pending in any of `procs`)."""
         for logical, per_part in self.ends().items():
             got = committed_offsets(self.broker.bootstrap, group_id, self.inputs[logical], range(PARTITIONS))
+            # A partition without input has nothing to commit (its committed offset stays unset).
             behind = {p: (got.get(p, -1), per_part.get(p, 0)) for p in range(PARTITIONS)
-                      if got.get(p, -1) < per_part.get(p, 0)}
+                      if per_part.get(p, 0) > 0 and got.get(p, -1) < per_part[p]}
             if behind:
                 return f"{logical} committed behind the end (committed, end): {behind}"
         for p in procs:

@@ -119,9 +119,7 @@ pub fn assemble(
     ));
     if !purge.is_empty() {
         // Set with the commit, cleared after the purge: a crash in between re-runs it.
-        commit
-            .local_puts
-            .push((PROCESS, LocalKey::PurgePending, vec![1]));
+        commit.local_puts.push(crate::purger::Purger::flag());
     }
     Assembled {
         commit,

@@ -8,12 +8,60 @@
 //!   asking the broker for end offsets (which some brokers answer wrongly).
 //!
 //! Every record carries the writing store's id in the `tact.store` header, so a store coming
-//! back to a partition can tell whether anyone else wrote to it meanwhile.
+//! back to a partition can tell whether anyone else wrote to it meanwhile, and (but markers)
+//! its writer's tenure in `tact.tenure`: the offset of the marker its writer's ownership began
+//! with. A record whose tenure is older than a marker before it was written by an instance that
+//! had lost the partition without knowing (paused, cut off) and is skipped by every restore.
+//! Compaction keeps only the latest marker, so a stale record the broker has compacted past
+//! every marker it could be told by is not recognised; fencing those needs transactions.
 
+use tact_kafka::rdkafka::message::{BorrowedHeaders, Header, Headers, OwnedHeaders};
 use tact_store::{MetaKey, StateKey};
 
 /// The header naming the store that wrote a record.
 pub const STORE_HEADER: &str = "tact.store";
+/// The header with the writer's tenure (decimal offset of its restore marker).
+pub const TENURE_HEADER: &str = "tact.tenure";
+
+/// Who wrote a changelog record.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Stamp {
+    pub store: Option<Vec<u8>>,
+    pub tenure: Option<i64>,
+}
+
+impl Stamp {
+    pub fn read(headers: Option<&BorrowedHeaders>) -> Stamp {
+        let mut out = Stamp::default();
+        for h in headers.into_iter().flat_map(|h| h.iter()) {
+            match h.key {
+                STORE_HEADER => out.store = h.value.map(<[u8]>::to_vec),
+                TENURE_HEADER => {
+                    out.tenure = h
+                        .value
+                        .and_then(|v| std::str::from_utf8(v).ok())
+                        .and_then(|v| v.parse().ok());
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+
+    pub fn headers(store_id: &[u8], tenure: Option<i64>) -> OwnedHeaders {
+        let h = OwnedHeaders::new().insert(Header {
+            key: STORE_HEADER,
+            value: Some(store_id),
+        });
+        match tenure {
+            Some(t) => h.insert(Header {
+                key: TENURE_HEADER,
+                value: Some(t.to_string().as_bytes()),
+            }),
+            None => h,
+        }
+    }
+}
 
 const STATE: u8 = b's';
 const META: u8 = b'm';

@@ -4,9 +4,10 @@
 //! on the same thread) must reach it to hand a revoked partition over cleanly.
 
 use crate::assemble::assemble;
-use crate::changelog::{self, Entry, STORE_HEADER};
+use crate::changelog::{self, Entry};
 use crate::job::{Cx, Emit, Input, Job, Record};
 use crate::outbox::OutboxEntry;
+use crate::purger::Purger;
 use crate::settings::EdgeSettings;
 use crate::EdgeError;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -16,13 +17,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tact_kafka::rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use tact_kafka::rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use tact_kafka::rdkafka::message::{Header, Headers, OwnedHeaders};
 use tact_kafka::rdkafka::producer::{BaseRecord, ThreadedProducer};
 use tact_kafka::rdkafka::{Message, Offset, TopicPartitionList};
 use tact_kafka::{Delivery, DeliveryContext, Kind, Relay};
 use tact_store::{
     decode_i64, encode_i64, with_retry, Commit, LocalKey, MetaKey, Partition, Purge, Retrying,
-    StateKind, StateStore, StoreError, PROCESS,
+    StateKey, StateKind, StateStore, StoreError, PROCESS,
 };
 use tact_telemetry::{EdgeMetrics, EventLabel, Health, TopicLabel, TopicPartition};
 
@@ -34,6 +34,8 @@ const RESTORE_CHUNK: usize = 5_000;
 const DERIVE_PAGE: usize = 2_000;
 /// Global records taken per turn of the loop (each may be many commits).
 const GLOBAL_PER_TURN: usize = 16;
+/// Time for global input per turn of the loop.
+const GLOBAL_TURN: Duration = Duration::from_millis(100);
 /// Store write attempts before a busy store is an error.
 const STORE_ATTEMPTS: usize = 12;
 
@@ -55,17 +57,41 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 enum Phase {
     /// The marker is to be written.
     Start,
-    /// The marker is on its way.
-    Marker,
+    /// The marker (its sequence number) is on its way.
+    Marker(u64),
     /// Reading the changelog up to the marker. `verify`: this store's data is the base and only
-    /// has to be shown current (every record since its checkpoint is its own).
+    /// has to be shown current (every record since its checkpoint is its own). `tenure`: the
+    /// offset of the latest marker read, the tenure every later record must belong to.
     Reading {
         until: i64,
         position: i64,
         verify: bool,
-        pending: Box<Commit>,
-        pending_records: usize,
+        tenure: i64,
+        pending: Box<Chunk>,
     },
+}
+
+/// Restored changes not yet written, in changelog order: the last write of a key wins (a put,
+/// a tombstone and a put again must end as the put, whatever order a commit applies them in).
+#[derive(Debug, Default)]
+struct Chunk {
+    state: BTreeMap<StateKey, Option<Vec<u8>>>,
+    meta: BTreeMap<MetaKey, Vec<u8>>,
+    records: usize,
+}
+
+impl Chunk {
+    fn into_commit(self, p: Partition) -> Commit {
+        let mut c = Commit::default();
+        for (k, v) in self.state {
+            match v {
+                Some(v) => c.state_puts.push((p, k, v)),
+                None => c.state_deletes.push((p, k)),
+            }
+        }
+        c.meta_puts = self.meta.into_iter().map(|(k, v)| (p, k, v)).collect();
+        c
+    }
 }
 
 #[derive(Debug)]
@@ -112,6 +138,8 @@ pub(crate) struct Core<J: Job> {
     global_partitions: Vec<i32>,
     /// Next offset to read per global partition (None: not reading).
     global_position: BTreeMap<i32, i64>,
+    /// The global record a job is not done with yet (continued next turn).
+    global_current: Option<Record>,
     reader: BaseConsumer<crate::edge::StatsContext>,
     relay: Relay,
     /// Records of batches not yet done, for sending in their stage and re-sending.
@@ -119,6 +147,12 @@ pub(crate) struct Core<J: Job> {
     next_seq: u64,
     markers: HashMap<u64, Partition>,
     next_marker: u64,
+    /// Per partition held: the offset of the restore marker this instance's tenure began with,
+    /// stamped on every changelog record it writes (see `changelog`).
+    tenure: HashMap<Partition, i64>,
+    /// Applied offsets of a ready partition whose outbox still holds output: committed when
+    /// that output is acknowledged.
+    resume_offsets: HashMap<Partition, Vec<(String, i64)>>,
     parts: BTreeMap<Partition, Part>,
     pub(crate) partition_count: i32,
     /// Last offset applied per (partition, input), as the store says.
@@ -134,7 +168,7 @@ pub(crate) struct Core<J: Job> {
     pub(crate) commit_dirty: bool,
     orphans: BTreeSet<Partition>,
     orphan_deadline: Option<Instant>,
-    purges: Vec<Purge>,
+    purger: Purger,
     pub(crate) metrics: EdgeMetrics,
     pub(crate) health: Arc<Health>,
     watermarks: Watermarks,
@@ -230,6 +264,7 @@ impl<J: Job> Core<J> {
         if !held.is_empty() {
             tracing::info!(partitions = ?held, "the store holds data of these partitions; each is checked against its changelog when assigned, and dropped if the group gives it to another instance");
         }
+        let purger = Purger::start(store.clone());
         Ok(Core {
             s: p.s,
             job: Some(p.job),
@@ -241,12 +276,15 @@ impl<J: Job> Core<J> {
             global: p.global,
             global_partitions: p.global_partitions,
             global_position: BTreeMap::new(),
+            global_current: None,
             reader: p.reader,
             relay: Relay::new(),
             records: HashMap::new(),
             next_seq,
             markers: HashMap::new(),
             next_marker: MARKER_BASE,
+            tenure: HashMap::new(),
+            resume_offsets: HashMap::new(),
             parts: BTreeMap::new(),
             partition_count: p.partition_count,
             applied: HashMap::new(),
@@ -257,7 +295,7 @@ impl<J: Job> Core<J> {
             commit_dirty: false,
             orphans: held.into_iter().collect(),
             orphan_deadline: None,
-            purges: Vec::new(),
+            purger,
             metrics: p.metrics,
             health: p.health,
             watermarks: p.watermarks,
@@ -308,7 +346,12 @@ impl<J: Job> Core<J> {
         }
     }
 
-    fn active(&self) -> Vec<Partition> {
+    /// Every partition assigned here, in any phase.
+    pub(crate) fn assigned(&self) -> Vec<Partition> {
+        self.parts.keys().copied().collect()
+    }
+
+    pub(crate) fn active(&self) -> Vec<Partition> {
         self.parts
             .iter()
             .filter(|(_, s)| matches!(s, Part::Active))
@@ -354,16 +397,12 @@ impl<J: Job> Core<J> {
     /// Produces outbox records; a full producer queue is backpressure, not an error.
     fn send(&mut self, seqs: Vec<u64>) -> Result<(), EdgeError> {
         for seq in seqs {
-            let Some((_, entry)) = self.records.get(&seq) else {
+            let Some((p, entry)) = self.records.get(&seq) else {
                 continue; // withdrawn by an erasure
             };
             let r = &entry.record;
-            let headers = (entry.kind != Kind::Output).then(|| {
-                OwnedHeaders::new().insert(Header {
-                    key: STORE_HEADER,
-                    value: Some(&self.store_id[..]),
-                })
-            });
+            let headers = (entry.kind != Kind::Output)
+                .then(|| changelog::Stamp::headers(&self.store_id, self.tenure.get(p).copied()));
             loop {
                 let mut attempt =
                     BaseRecord::with_opaque_to(&r.topic, seq as usize).key(&r.key[..]);
@@ -411,7 +450,7 @@ impl<J: Job> Core<J> {
                 break;
             };
             if let Some(p) = self.markers.remove(&report.seq) {
-                self.marker_delivered(p, report.result)?;
+                self.marker_delivered(p, report.seq, report.result)?;
                 continue;
             }
             let again = match report.result {
@@ -467,7 +506,13 @@ impl<J: Job> Core<J> {
         };
         let mut a = assemble(emit, self.next_seq, &self.s.changelog, &topic_of);
         self.bookkeeping(&mut a.commit);
-        self.write(&a.commit)?;
+        // An erasure's purge is queued with its commit (which carries the pending flag).
+        let purge = std::mem::take(&mut a.purge);
+        if purge.is_empty() {
+            self.write(&a.commit)?;
+        } else {
+            self.purger.schedule(|| self.write(&a.commit), purge)?;
+        }
         self.next_seq = a.next_seq;
         for (p, input, offset) in &a.applied {
             self.applied.insert((*p, *input), *offset);
@@ -483,15 +528,6 @@ impl<J: Job> Core<J> {
             send.extend(self.relay.open(p, b.offsets, b.outputs, b.data, b.meta));
         }
         self.send(send)?;
-        if !a.purge.is_empty() {
-            for what in &a.purge {
-                self.store.purge(what).map_err(fatal)?;
-            }
-            self.write(&Commit {
-                local_deletes: vec![(PROCESS, LocalKey::PurgePending)],
-                ..Commit::default()
-            })?;
-        }
         self.update_gauges();
         Ok(())
     }
@@ -519,6 +555,8 @@ impl<J: Job> Core<J> {
         }
         self.update_lag();
         if !self.commit_dirty {
+            // Nothing to commit: no answer to wait for (a drain would wait for one otherwise).
+            self.commit_reported = true;
             return Ok(());
         }
         self.commit_dirty = false;
@@ -535,6 +573,8 @@ impl<J: Job> Core<J> {
             // Harmless: positions come from the applied offsets in the store and changelog.
             Err(e) => {
                 tracing::warn!(error = %e, "offset commit failed; applied offsets in the store prevent re-application");
+                self.commit_dirty = true;
+                self.commit_reported = true;
                 0
             }
         };
@@ -663,52 +703,64 @@ impl<J: Job> Core<J> {
         if self.global_position.is_empty() {
             return Ok(());
         }
-        for _ in 0..GLOBAL_PER_TURN {
-            let Some(global) = &self.global else {
-                return Ok(());
-            };
-            let m = match global.poll(Duration::ZERO) {
-                None => return Ok(()),
-                Some(Err(e)) => {
-                    tracing::warn!(error = %e, "global input consumer error (librdkafka retries)");
-                    return Ok(());
+        // A turn is bounded in records and time: a release that fans out to many followers
+        // takes several turns, and the loop keeps polling the group in between.
+        let turn_ends = Instant::now() + GLOBAL_TURN;
+        let mut polled = 0;
+        while Instant::now() < turn_ends {
+            let m = match self.global_current.take() {
+                Some(m) => m,
+                None => {
+                    if polled >= GLOBAL_PER_TURN {
+                        return Ok(());
+                    }
+                    let Some(global) = &self.global else {
+                        return Ok(());
+                    };
+                    let m = match global.poll(Duration::ZERO) {
+                        None => return Ok(()),
+                        Some(Err(e)) => {
+                            tracing::warn!(error = %e, "global input consumer error (librdkafka retries)");
+                            return Ok(());
+                        }
+                        Some(Ok(m)) => Record {
+                            input: Input::Global,
+                            partition: m.partition(),
+                            offset: m.offset(),
+                            key: m.key().map(<[u8]>::to_vec),
+                            value: m.payload().map(<[u8]>::to_vec),
+                        },
+                    };
+                    polled += 1;
+                    self.global_position.insert(m.partition, m.offset + 1);
+                    if let Some(label) = self.s.global.as_ref().map(|t| t.label) {
+                        self.metrics.consumed(label);
+                    }
+                    m
                 }
-                Some(Ok(m)) => Record {
-                    input: Input::Global,
-                    partition: m.partition(),
-                    offset: m.offset(),
-                    key: m.key().map(<[u8]>::to_vec),
-                    value: m.payload().map(<[u8]>::to_vec),
-                },
             };
-            self.global_position.insert(m.partition, m.offset + 1);
-            if let Some(label) = self.s.global.as_ref().map(|t| t.label) {
-                self.metrics.consumed(label);
+            if self.backpressured() {
+                self.pump(Duration::from_millis(5))?;
+                self.global_current = Some(m);
+                continue;
             }
-            loop {
-                while self.backpressured() {
-                    self.pump(Duration::from_millis(5))?;
-                    self.health.progressed();
-                }
-                let active = self.active();
-                let count = self.partition_count;
-                let store = self.store.clone();
-                let view = retrying(&*store);
-                let (emit, done) = self
-                    .job()?
-                    .process_global(&Self::cx(&view, &active, count), &m)
-                    .map_err(|e| EdgeError::Fatal(e.0))?;
-                self.apply(emit)?;
-                self.pump(Duration::ZERO)?;
-                if done {
-                    break;
-                }
+            let active = self.active();
+            let count = self.partition_count;
+            let store = self.store.clone();
+            let view = retrying(&*store);
+            let (emit, done) = self
+                .job()?
+                .process_global(&Self::cx(&view, &active, count), &m)
+                .map_err(|e| EdgeError::Fatal(e.0))?;
+            self.apply(emit)?;
+            self.pump(Duration::ZERO)?;
+            if !done {
+                self.global_current = Some(m);
             }
         }
         Ok(())
     }
 
-    /// Runs the job's idle work when no input arrived for the configured time.
     pub(crate) fn idle(&mut self) -> Result<(), EdgeError> {
         let Some(after) = self.s.idle_after else {
             return Ok(());
@@ -735,15 +787,13 @@ impl<J: Job> Core<J> {
         {
             let orphans: Vec<Partition> = std::mem::take(&mut self.orphans).into_iter().collect();
             tracing::info!(partitions = ?orphans, "dropping the data of partitions the group gave to other instances");
-            self.write(&Commit {
+            let drop = Commit {
                 drop_partitions: orphans.clone(),
+                local_puts: vec![Purger::flag()],
                 ..Commit::default()
-            })?;
-            self.purges
-                .extend(orphans.into_iter().map(Purge::Partition));
-        }
-        for what in std::mem::take(&mut self.purges) {
-            self.store.purge(&what).map_err(fatal)?;
+            };
+            let purges = orphans.into_iter().map(Purge::Partition).collect();
+            self.purger.schedule(|| self.write(&drop), purges)?;
         }
         if self.last_size_probe.elapsed() > Duration::from_secs(10) {
             self.metrics.store_size.set(self.store.size_bytes());
@@ -834,6 +884,9 @@ impl<J: Job> Core<J> {
     /// the data stays, with its checkpoint, for a restart that gets it back.
     fn close_partition(&mut self, p: Partition) -> Result<(), EdgeError> {
         let state = self.parts.remove(&p);
+        self.markers.retain(|_, q| *q != p);
+        self.tenure.remove(&p);
+        self.resume_offsets.remove(&p);
         for seq in self.relay.drop_partition(p) {
             self.records.remove(&seq);
         }
@@ -852,11 +905,13 @@ impl<J: Job> Core<J> {
         self.reassign_follower();
         self.reposition_global()?;
         if self.process == Process::Running {
-            self.write(&Commit {
+            let drop = Commit {
                 drop_partitions: vec![p],
+                local_puts: vec![Purger::flag()],
                 ..Commit::default()
-            })?;
-            self.purges.push(Purge::Partition(p));
+            };
+            self.purger
+                .schedule(|| self.write(&drop), vec![Purge::Partition(p)])?;
         }
         Ok(())
     }
@@ -866,11 +921,15 @@ impl<J: Job> Core<J> {
     fn marker_delivered(
         &mut self,
         p: Partition,
+        seq: u64,
         result: Result<(i32, i64), String>,
     ) -> Result<(), EdgeError> {
         let Some(Part::Restoring(r)) = self.parts.get_mut(&p) else {
             return Ok(()); // revoked meanwhile
         };
+        if !matches!(r.phase, Phase::Marker(s) if s == seq) {
+            return Ok(()); // the marker of an earlier assignment of this partition
+        }
         let until = match result {
             Ok((_, offset)) => offset,
             Err(e) => {
@@ -908,8 +967,8 @@ impl<J: Job> Core<J> {
             until,
             position: from,
             verify,
+            tenure: -1,
             pending: Box::default(),
-            pending_records: 0,
         };
         tracing::info!(
             partition = p,
@@ -956,10 +1015,7 @@ impl<J: Job> Core<J> {
             self.next_marker += 1;
             let value = self.store_id.to_vec();
             let key = changelog::marker_key();
-            let headers = OwnedHeaders::new().insert(Header {
-                key: STORE_HEADER,
-                value: Some(&self.store_id[..]),
-            });
+            let headers = changelog::Stamp::headers(&self.store_id, None);
             let record = BaseRecord::with_opaque_to(&self.s.changelog, seq as usize)
                 .key(&key[..])
                 .payload(&value[..])
@@ -969,7 +1025,7 @@ impl<J: Job> Core<J> {
                 Ok(()) => {
                     self.markers.insert(seq, p);
                     if let Some(Part::Restoring(r)) = self.parts.get_mut(&p) {
-                        r.phase = Phase::Marker;
+                        r.phase = Phase::Marker(seq);
                     }
                 }
                 Err((e, _)) => {
@@ -1008,14 +1064,11 @@ impl<J: Job> Core<J> {
             };
             let p = m.partition();
             let offset = m.offset();
-            let ours = m
-                .headers()
-                .and_then(|h| {
-                    h.iter()
-                        .find(|h| h.key == STORE_HEADER)
-                        .and_then(|h| h.value)
-                })
-                .is_some_and(|v| v == self.store_id);
+            let headers = changelog::Stamp::read(m.headers());
+            let ours = headers
+                .store
+                .as_ref()
+                .is_some_and(|v| v[..] == self.store_id[..]);
             let key = m.key().map(<[u8]>::to_vec).unwrap_or_default();
             let value = m.payload().map(<[u8]>::to_vec);
             let bytes = key.len() + value.as_ref().map_or(0, Vec::len);
@@ -1026,8 +1079,8 @@ impl<J: Job> Core<J> {
                 until,
                 position,
                 verify,
+                tenure,
                 pending,
-                pending_records,
             } = &mut r.phase
             else {
                 continue;
@@ -1044,14 +1097,22 @@ impl<J: Job> Core<J> {
             r.remaining = *until - offset - 1;
             self.metrics.restore_records.inc();
             self.metrics.restore_bytes.inc_by(bytes as u64);
+            let entry = changelog::decode_key(&key);
+            // A record stamped with a tenure older than the latest marker was written by an
+            // instance that had already lost the partition (a zombie: paused, partitioned away)
+            // after the next owner took over; that owner never saw it, so neither may we.
+            let stale = entry != Entry::Marker && headers.tenure.is_some_and(|t| t < *tenure);
+            if entry == Entry::Marker {
+                *tenure = offset;
+            }
             if *verify {
-                if !ours {
+                if !ours || stale {
                     tracing::info!(partition = p, offset, "another instance wrote this partition since this store last held it; restoring in full");
                     *verify = false;
                     *position = 0;
+                    *tenure = -1;
                     r.remaining = *until;
-                    **pending = Commit::default();
-                    *pending_records = 0;
+                    **pending = Chunk::default();
                     let drop = Commit {
                         drop_partitions: vec![p],
                         ..Commit::default()
@@ -1061,14 +1122,22 @@ impl<J: Job> Core<J> {
                 }
                 continue;
             }
-            match changelog::decode_key(&key) {
-                Entry::State(k) => match value {
-                    Some(v) => pending.state_puts.push((p, k, v)),
-                    None => pending.state_deletes.push((p, k)),
-                },
+            if stale {
+                self.metrics.restore_stale_records.inc();
+                tracing::debug!(
+                    partition = p,
+                    offset,
+                    "skipped a record written after its writer lost the partition"
+                );
+                continue;
+            }
+            match entry {
+                Entry::State(k) => {
+                    pending.state.insert(k, value);
+                }
                 Entry::Meta(k) => {
                     if let Some(v) = value {
-                        pending.meta_puts.push((p, k, v));
+                        pending.meta.insert(k, v);
                     }
                 }
                 Entry::Marker => {}
@@ -1080,11 +1149,10 @@ impl<J: Job> Core<J> {
                     );
                 }
             }
-            *pending_records += 1;
-            if *pending_records >= RESTORE_CHUNK {
+            pending.records += 1;
+            if pending.records >= RESTORE_CHUNK {
                 let chunk = std::mem::take(&mut **pending);
-                *pending_records = 0;
-                self.write(&chunk)?;
+                self.write(&chunk.into_commit(p))?;
             }
         }
         let mut ready = Vec::new();
@@ -1116,7 +1184,9 @@ impl<J: Job> Core<J> {
             self.parts.insert(p, Part::Restoring(Box::new(r)));
             return Ok(());
         };
-        self.write(&pending)?;
+        self.write(&pending.into_commit(p))?;
+        // From here this instance writes the partition: its records carry the marker's offset.
+        self.tenure.insert(p, until);
         if !verify {
             // Timers and indexes follow from the state: rebuilt from what was restored.
             let job = self
@@ -1150,15 +1220,20 @@ impl<J: Job> Core<J> {
                 }
             }
         }
-        self.write(&Commit {
+        let checkpoint = Commit {
             local_puts: vec![(p, LocalKey::Checkpoint, encode_i64(until + 1))],
             ..Commit::default()
-        })?;
-        if !verify {
+        };
+        if verify {
+            self.write(&checkpoint)?;
+        } else {
             // The changelog holds a deleted value until its tombstone (an erased customer's
             // earlier states, until the broker compacts them): a restore wrote it and deleted it
             // again, so it must leave the files like any erasure.
-            self.purges.push(Purge::Partition(p));
+            let mut checkpoint = checkpoint;
+            checkpoint.local_puts.push(Purger::flag());
+            self.purger
+                .schedule(|| self.write(&checkpoint), vec![Purge::Partition(p)])?;
         }
         let seconds = r.since.elapsed().as_secs_f64();
         self.metrics.restore_duration.observe(seconds);
@@ -1186,6 +1261,10 @@ impl<J: Job> Core<J> {
         let inputs: Vec<Input> = std::iter::once(Input::Driving)
             .chain((0..self.s.co_partitioned.len()).map(|i| Input::Co(i as u8)))
             .collect();
+        // Output of this store's last run still in its outbox: the offsets behind it are
+        // committed once it is acknowledged, not before (it is sent again at activation).
+        let outbox_pending = !self.store.outbox(p).map_err(fatal)?.is_empty();
+        let mut held_back = Vec::new();
         for input in inputs {
             let Some(topic) = self.input_topic(input).map(str::to_owned) else {
                 continue;
@@ -1195,14 +1274,21 @@ impl<J: Job> Core<J> {
                 .meta(p, &MetaKey::Applied(topic.clone()))
                 .map_err(fatal)?
                 .and_then(|v| decode_i64(&v));
+            out.push((input, applied.map(|a| a + 1)));
             if let Some(a) = applied {
                 self.applied.insert((p, input), a);
-                // What a previous owner applied may not have been committed (its last commit can
-                // fail in the rebalance that moved the partition): commit it from here.
-                self.commit_wanted.insert((topic, p), a + 1);
-                self.commit_dirty = true;
+                if outbox_pending {
+                    held_back.push((topic, a));
+                } else {
+                    // What a previous owner applied may not have been committed (its last
+                    // commit can fail in the rebalance that moved the partition): commit it.
+                    self.commit_wanted.insert((topic, p), a + 1);
+                    self.commit_dirty = true;
+                }
             }
-            out.push((input, applied.map(|a| a + 1)));
+        }
+        if !held_back.is_empty() {
+            self.resume_offsets.insert(p, held_back);
         }
         Ok(out)
     }
@@ -1238,7 +1324,12 @@ impl<J: Job> Core<J> {
     /// first, then the changelog, in their order.
     fn resend_outbox(&mut self, p: Partition) -> Result<(), EdgeError> {
         let pending = self.store.outbox(p).map_err(fatal)?;
+        let offsets = self.resume_offsets.remove(&p).unwrap_or_default();
         if pending.is_empty() {
+            for (topic, a) in offsets {
+                self.commit_wanted.insert((topic, p), a + 1);
+                self.commit_dirty = true;
+            }
             return Ok(());
         }
         tracing::info!(
@@ -1258,7 +1349,7 @@ impl<J: Job> Core<J> {
             }
             self.records.insert(seq, (p, entry));
         }
-        let send = self.relay.open(p, Vec::new(), outputs, data, meta);
+        let send = self.relay.open(p, offsets, outputs, data, meta);
         self.send(send)
     }
 
@@ -1332,6 +1423,16 @@ impl<J: Job> Core<J> {
                 )
             })
             .collect();
+        // A record under way is read again if its partition moved back to or before it.
+        if let Some(m) = &self.global_current {
+            if self
+                .global_position
+                .get(&m.partition)
+                .is_none_or(|at| *at <= m.offset)
+            {
+                self.global_current = None;
+            }
+        }
         if let Some(global) = &self.global {
             global.assign(&tpl).map_err(|e| {
                 EdgeError::Fatal(format!("cannot read the global input {topic}: {e}"))

@@ -5,7 +5,7 @@ use crate::core::{Core, Parts, Process, Watermarks};
 use crate::job::{Input, Job, Record};
 use crate::settings::EdgeSettings;
 use crate::EdgeError;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::channel;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -124,7 +124,10 @@ impl<J: Job> ConsumerContext for GroupContext<J> {
                 }
             }
             other => {
-                tracing::warn!(error = ?other, "consumer group rebalance failed");
+                // Whatever this instance held may already be another's: treated as lost.
+                tracing::warn!(error = ?other, "consumer group rebalance failed; dropping the assignment");
+                let held = core.assigned();
+                core.on_revoked(consumer, &held, true);
                 let _ = consumer.unassign();
             }
         }
@@ -148,13 +151,25 @@ pub struct Stopped<J> {
     pub job: J,
     /// Records still unacknowledged at exit (they stay in the outbox).
     pub unacknowledged: usize,
+    /// The broker connections were still closing when the edge gave up waiting for them (the
+    /// broker does not answer). The process should exit without running library destructors,
+    /// which would race the thread still closing them.
+    pub connections_left_closing: bool,
 }
+
+/// How long the connections may take to close after the drain (leaving the group, closing the
+/// producer); past it the edge returns and leaves them to a thread of their own.
+const TEARDOWN_GRACE: Duration = Duration::from_secs(2);
 
 /// The stateful Kafka edge, ready to run one job.
 pub struct Edge<J: Job> {
     group: Option<BaseConsumer<GroupContext<J>>>,
     core: Arc<Mutex<Core<J>>>,
     driving: String,
+    /// Driving records fetched while backpressure paused the input, for the next batch.
+    carry: Vec<Record>,
+    /// The partitions backpressure paused.
+    held_back: Vec<Partition>,
 }
 
 impl<J: Job> std::fmt::Debug for Edge<J> {
@@ -358,6 +373,8 @@ impl<J: Job> Edge<J> {
             group: Some(group),
             core,
             driving,
+            carry: Vec::new(),
+            held_back: Vec::new(),
         })
     }
 
@@ -389,16 +406,36 @@ impl<J: Job> Edge<J> {
             Instant::now() + core.s.shutdown_deadline
         };
         let drained = self.drain(deadline);
+        let job = lock(&self.core).take_job();
+        // The producer and the readers still talk to the broker as they are torn down; with a
+        // broker that does not answer that can block past the deadline. Their teardown gets a
+        // thread of its own, so the process stops on time (the outbox keeps what was left).
+        let Edge { group, core, .. } = self;
+        let (closed_tx, closed_rx) = std::sync::mpsc::channel();
+        let spawned = std::thread::Builder::new()
+            .name("tact-teardown".into())
+            .spawn(move || {
+                drop(group);
+                drop(core);
+                let _ = closed_tx.send(());
+            });
+        let connections_left_closing =
+            spawned.is_ok() && closed_rx.recv_timeout(TEARDOWN_GRACE).is_err();
+        if connections_left_closing {
+            tracing::warn!(
+                grace_seconds = TEARDOWN_GRACE.as_secs(),
+                "the broker connections did not close in time; stopping without them"
+            );
+        }
         let unacknowledged = match (result, drained) {
             (Err(e), _) | (Ok(()), Err(e)) => return Err(e),
             (Ok(()), Ok(left)) => left,
         };
-        let job = lock(&self.core)
-            .take_job()
-            .ok_or_else(|| EdgeError::Fatal("the job was already taken".into()))?;
+        let job = job.ok_or_else(|| EdgeError::Fatal("the job was already taken".into()))?;
         Ok(Stopped {
             job,
             unacknowledged,
+            connections_left_closing,
         })
     }
 
@@ -422,22 +459,23 @@ impl<J: Job> Edge<J> {
                 self.start_partition(p)?;
             }
             if lock(&self.core).backpressured() {
-                // The broker is behind: wait for acknowledgements, not new input (the group
-                // consumer is still polled so the membership stays alive).
-                let mut core = lock(&self.core);
-                core.pump(Duration::from_millis(5))?;
-                drop(core);
+                // The broker is behind: wait for acknowledgements, not new input. The driving
+                // partitions are paused (the group consumer is still polled so the membership
+                // stays alive); what was already fetched is kept for the next batch.
+                if self.held_back.is_empty() {
+                    self.pause_active();
+                }
+                lock(&self.core).pump(Duration::from_millis(5))?;
                 let group = self.group()?;
                 if let Some(Ok(m)) = group.poll(Duration::ZERO) {
-                    // Paused partitions deliver nothing; anything else is re-read after a seek.
-                    let _ = group.seek(
-                        m.topic(),
-                        m.partition(),
-                        Offset::Offset(m.offset()),
-                        Duration::from_secs(1),
-                    );
+                    if m.topic() == self.driving {
+                        self.carry.push(driving_record(&m));
+                    }
                 }
                 continue;
+            }
+            if !self.held_back.is_empty() {
+                self.resume_held_back();
             }
             let batch = self.poll_batch(stop)?;
             let mut core = lock(&self.core);
@@ -460,7 +498,7 @@ impl<J: Job> Edge<J> {
             (core.s.batch_max_events, core.s.batch_max_wait)
         };
         let deadline = Instant::now() + wait;
-        let mut batch = Vec::new();
+        let mut batch = std::mem::take(&mut self.carry);
         let group = self.group()?;
         while batch.len() < max && !stop.load(Ordering::Relaxed) {
             lock(&self.core).drain_follower(&mut batch, max);
@@ -472,13 +510,7 @@ impl<J: Job> Edge<J> {
                     tracing::warn!(error = %e, "consumer error (librdkafka retries)");
                 }
                 Some(Ok(m)) if m.topic() == self.driving => {
-                    batch.push(Record {
-                        input: Input::Driving,
-                        partition: m.partition(),
-                        offset: m.offset(),
-                        key: m.key().map(<[u8]>::to_vec),
-                        value: m.payload().map(<[u8]>::to_vec),
-                    });
+                    batch.push(driving_record(&m));
                     continue;
                 }
                 Some(Ok(_)) => {}
@@ -488,6 +520,36 @@ impl<J: Job> Edge<J> {
             }
         }
         Ok(batch)
+    }
+
+    /// Pauses the driving partitions being processed (backpressure).
+    fn pause_active(&mut self) {
+        let active = lock(&self.core).active();
+        let mut tpl = TopicPartitionList::new();
+        for p in &active {
+            let _ = tpl.add_partition(&self.driving, *p);
+        }
+        let Ok(group) = self.group() else { return };
+        match group.pause(&tpl) {
+            Ok(()) => self.held_back = active,
+            Err(e) => tracing::warn!(error = %e, "cannot pause the input for backpressure"),
+        }
+    }
+
+    /// Resumes what backpressure paused (partitions revoked meanwhile are not resumed).
+    fn resume_held_back(&mut self) {
+        let active: BTreeSet<Partition> = lock(&self.core).active().into_iter().collect();
+        let mut tpl = TopicPartitionList::new();
+        for p in std::mem::take(&mut self.held_back) {
+            if active.contains(&p) {
+                let _ = tpl.add_partition(&self.driving, p);
+            }
+        }
+        if let Ok(group) = self.group() {
+            if let Err(e) = group.resume(&tpl) {
+                tracing::warn!(error = %e, "cannot resume the input after backpressure");
+            }
+        }
     }
 
     /// A restored partition: seek its inputs to after the last applied offset (or the group's
@@ -518,18 +580,14 @@ impl<J: Job> Edge<J> {
             }
         }
         let committed: HashMap<String, i64> = if ask.count() > 0 {
-            group
-                .committed_offsets(ask, Duration::from_secs(10))
-                .map(|tpl| {
-                    tpl.elements()
-                        .iter()
-                        .filter_map(|e| match e.offset() {
-                            Offset::Offset(o) => Some((e.topic().to_owned(), o)),
-                            _ => None,
-                        })
-                        .collect()
+            committed_offsets(group, &ask)?
+                .elements()
+                .iter()
+                .filter_map(|e| match e.offset() {
+                    Offset::Offset(o) => Some((e.topic().to_owned(), o)),
+                    _ => None,
                 })
-                .unwrap_or_default()
+                .collect()
         } else {
             HashMap::new()
         };
@@ -603,4 +661,37 @@ impl<J: Job> Edge<J> {
         }
         Ok(left)
     }
+}
+
+fn driving_record<M: Message>(m: &M) -> Record {
+    Record {
+        input: Input::Driving,
+        partition: m.partition(),
+        offset: m.offset(),
+        key: m.key().map(<[u8]>::to_vec),
+        value: m.payload().map(<[u8]>::to_vec),
+    }
+}
+
+/// The group's committed offsets of `ask`, retried a few times: a partition that nothing was
+/// applied from starts there, and guessing (from the beginning) would apply old input again.
+fn committed_offsets<C: ConsumerContext>(
+    group: &BaseConsumer<C>,
+    ask: &TopicPartitionList,
+) -> Result<TopicPartitionList, EdgeError> {
+    let mut last = None;
+    for attempt in 0..3u32 {
+        match group.committed_offsets(ask.clone(), Duration::from_secs(10)) {
+            Ok(tpl) => return Ok(tpl),
+            Err(e) => {
+                tracing::warn!(error = %e, attempt, "cannot read the group's committed offsets; retrying");
+                last = Some(e);
+                std::thread::sleep(Duration::from_millis(500 << attempt));
+            }
+        }
+    }
+    Err(EdgeError::Fatal(format!(
+        "cannot read the group's committed offsets ({}); stopping rather than reading partitions from their beginning",
+        last.map_or_else(String::new, |e| e.to_string())
+    )))
 }

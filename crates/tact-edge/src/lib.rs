@@ -16,7 +16,10 @@
 //! * A partition is processed only once its state is here: restored from the changelog up to a
 //!   marker written after its assignment, or shown current by a checkpoint and the changelog's
 //!   own records since. An instance never treats a partition it has no state for as new.
-//! * A revoked partition's data leaves this store (its next owner has the changelog).
+//! * A revoked partition's data leaves this store (its next owner has the changelog), and is
+//!   purged from the files on a thread of its own; a purge cut short is redone at the next start.
+//! * Changelog records carry their writer's tenure; a restore never applies a record written
+//!   after its writer had lost the partition (see `changelog`).
 
 mod assemble;
 mod changelog;
@@ -25,11 +28,12 @@ mod edge;
 mod job;
 mod offline;
 mod outbox;
+mod purger;
 mod settings;
 
 pub use crate::changelog::{
     decode_key as decode_changelog_key, state_key as changelog_state_key, Entry as ChangelogEntry,
-    STORE_HEADER,
+    STORE_HEADER, TENURE_HEADER,
 };
 pub use crate::edge::{Edge, GroupContext, StatsContext, Stopped};
 pub use crate::job::{Cx, Emit, Input, Job, JobError, Pending, Record};

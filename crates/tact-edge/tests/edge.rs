@@ -6,9 +6,13 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tact_edge::{Cx, Edge, EdgeSettings, Emit, Job, JobError, OutRecord, Record, Topic};
+use tact_edge::{
+    changelog_state_key, Cx, Edge, EdgeSettings, Emit, Job, JobError, OutRecord, Record, Topic,
+    STORE_HEADER, TENURE_HEADER,
+};
 use tact_kafka::rdkafka::config::ClientConfig;
 use tact_kafka::rdkafka::consumer::{BaseConsumer, Consumer};
+use tact_kafka::rdkafka::message::{Header, Headers, OwnedHeaders};
 use tact_kafka::rdkafka::mocking::MockCluster;
 use tact_kafka::rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use tact_kafka::rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
@@ -390,4 +394,119 @@ fn a_drain_with_output_in_flight_keeps_its_deadline_and_the_restart_sends_the_re
     let again = start_with(s, store);
     wait_complete(&bootstrap, &expected(&keys, 120), Duration::from_secs(60));
     assert_eq!(again.stop(), 0, "nothing was applied twice");
+}
+
+/// Every record of one changelog partition: offset, key, value and the tenure header.
+#[allow(clippy::type_complexity)]
+fn changelog_records(bootstrap: &str, p: i32) -> Vec<(i64, Vec<u8>, Option<Vec<u8>>, Option<i64>)> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "changelog-reader")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(CHANGELOG, p, Offset::Beginning)
+        .expect("tpl");
+    c.assign(&tpl).expect("assign");
+    let mut out = Vec::new();
+    let mut idle = Instant::now();
+    while idle.elapsed() < Duration::from_millis(700) {
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(50)) {
+            let tenure = m.headers().and_then(|h| {
+                h.iter()
+                    .find(|h| h.key == TENURE_HEADER)
+                    .and_then(|h| std::str::from_utf8(h.value?).ok()?.parse().ok())
+            });
+            out.push((
+                m.offset(),
+                m.key().unwrap_or_default().to_vec(),
+                m.payload().map(<[u8]>::to_vec),
+                tenure,
+            ));
+            idle = Instant::now();
+        }
+    }
+    out
+}
+
+#[test]
+fn a_zombie_writers_late_changelog_records_are_not_restored_and_the_last_write_of_a_key_wins() {
+    let (_mock, bootstrap) = cluster();
+    // Four keys, one per partition: k0 lives in partition 0.
+    let keys: Vec<String> = (0..4).map(|i| format!("z{i}")).collect();
+    let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
+    produce(&bootstrap, &keys, 0, 40);
+    let a = start(&bootstrap, "g6", store.clone());
+    wait_complete(&bootstrap, &expected(&keys, 40), Duration::from_secs(60));
+    a.stop();
+    let tenure_a = changelog_records(&bootstrap, 0)
+        .iter()
+        .find_map(|(_, k, _, t)| (k.first() == Some(&b's')).then_some(*t).flatten())
+        .expect("the changelog records carry their writer's tenure");
+    // Another owner takes partition 0 (its marker), and then the old owner, which has not noticed
+    // that it lost the partition, writes once more: that write must not come back.
+    let z0 = changelog_state_key(&StateKey::Customer("z0".into()));
+    let extra = changelog_state_key(&StateKey::Customer("extra".into()));
+    let p: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()
+        .expect("producer");
+    let send = |key: &[u8], value: Option<Vec<u8>>, store_id: &str, tenure: Option<i64>| {
+        let mut h = OwnedHeaders::new().insert(Header {
+            key: STORE_HEADER,
+            value: Some(store_id.as_bytes()),
+        });
+        if let Some(t) = tenure {
+            h = h.insert(Header {
+                key: TENURE_HEADER,
+                value: Some(t.to_string().as_bytes()),
+            });
+        }
+        let mut r = BaseRecord::<[u8], [u8]>::to(CHANGELOG)
+            .key(key)
+            .partition(0)
+            .headers(h);
+        if let Some(v) = &value {
+            r = r.payload(&v[..]);
+        }
+        p.send(r).expect("send");
+        p.flush(Duration::from_secs(10)).expect("flush");
+    };
+    send(b"x", Some(b"other".to_vec()), "other-instance", None);
+    let marker_b = changelog_records(&bootstrap, 0)
+        .iter()
+        .filter(|(_, k, _, _)| k == b"x")
+        .map(|(o, _, _, _)| *o)
+        .max()
+        .expect("marker");
+    send(&z0, Some(encode(1000, 1000)), "old-owner", Some(tenure_a));
+    // The new owner puts, deletes and puts a key again: a restore must end with the last put.
+    send(&extra, Some(encode(1, 1)), "other-instance", Some(marker_b));
+    send(&extra, None, "other-instance", Some(marker_b));
+    send(&extra, Some(encode(2, 2)), "other-instance", Some(marker_b));
+    // The first owner comes back on its own store (which the other owner's records make it
+    // restore in full) and on a fresh one: both count on from 10.
+    for store in [store, Arc::new(MemoryStore::new()) as Arc<dyn StateStore>] {
+        let again = start(&bootstrap, "g6", store.clone());
+        again.wait_owning(i64::from(PARTITIONS), Duration::from_secs(60));
+        let got = store
+            .multi_get(&[
+                (0, &StateKey::Customer("z0".into())),
+                (0, &StateKey::Customer("extra".into())),
+            ])
+            .expect("read");
+        assert_eq!(
+            got[0].as_deref().map(decode).map(|v| v.0),
+            Some(10),
+            "the zombie's write came back"
+        );
+        assert_eq!(
+            got[1].as_deref().map(decode),
+            Some((2, 2)),
+            "put, delete, put did not end as the put"
+        );
+        assert!(again.metrics.restore_stale_records.get() >= 1);
+        again.stop();
+    }
 }

@@ -1059,6 +1059,42 @@ impl Merger {
             .insert(source, agg);
     }
 
+    /// How far every one of `sources` has closed its windows for `partition`.
+    fn closed_through(&self, partition: i32, sources: i32) -> i64 {
+        (0..sources.max(1))
+            .map(|src| self.progress(partition, src))
+            .min()
+            .unwrap_or(i64::MIN)
+    }
+
+    /// Forgets (and deletes) the shares of windows every source has closed through: a merge
+    /// closes those at once, so any left were closed already. Returns how many.
+    pub fn drop_closed(&mut self, partition: i32, sources: i32) -> usize {
+        let through = self.closed_through(partition, sources);
+        let w = self.rules.window_ms;
+        let closed: Vec<i64> = self
+            .shares
+            .range((partition, i64::MIN)..=(partition, i64::MAX))
+            .map(|((_, s), _)| *s)
+            .filter(|s| s.saturating_add(w) <= through)
+            .collect();
+        let mut n = 0;
+        for start in closed {
+            for source in self
+                .shares
+                .remove(&(partition, start))
+                .unwrap_or_default()
+                .into_keys()
+            {
+                let key = (partition, start, source);
+                self.changes.shares_put.remove(&key);
+                self.changes.shares_deleted.insert(key);
+                n += 1;
+            }
+        }
+        n
+    }
+
     pub fn restore_progress(&mut self, partition: i32, source: i32, through: i64) {
         self.progress.insert((partition, source), through);
     }
@@ -1115,10 +1151,7 @@ impl Merger {
     /// Closes, in order, every window of `partition` that all `sources` partitions have closed
     /// their share of: adds the shares in source order, computes the findings, forgets them.
     pub fn close_ready(&mut self, partition: i32, sources: i32) -> Vec<ClosedWindow> {
-        let through = (0..sources.max(1))
-            .map(|src| self.progress(partition, src))
-            .min()
-            .unwrap_or(i64::MIN);
+        let through = self.closed_through(partition, sources);
         let w = self.rules.window_ms;
         let ready: Vec<i64> = self
             .shares

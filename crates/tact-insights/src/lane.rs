@@ -2,11 +2,13 @@
 //! clickstream's partition p (sessions assembled into p's share of each window) and the internal
 //! partials topic's partition p (the shares of the windows p merges, from every partition).
 //!
-//! State per partition, all replicated through the changelog: session buffers
-//! (`StateKey::Session`, a salted reference, never an id), p's window shares (`Window`), the
-//! shares p merges (`Merge`), and in its metadata the watermark, how far p has closed its shares,
-//! each source's progress, and the salt of p's session references (so the partition's next owner
-//! computes the same references).
+//! State per partition, all replicated through the changelog: the salt of p's session
+//! references (`StateKey::Salt`, so the partition's next owner computes the same references),
+//! session buffers (`Session`, a salted reference, never an id), p's window shares (`Window`), the
+//! shares p merges (`Merge`) and each source's progress (`Progress`), and in its metadata the
+//! watermark and how far p has closed its shares. Salt and progress are state, not metadata,
+//! because they must reach the changelog before what depends on them (puts land before deletes,
+//! metadata last).
 
 use crate::codec::{
     decode_partials, decode_session, decode_window, encode_finding, encode_partials,
@@ -43,6 +45,8 @@ pub struct InsightsSummary {
     pub findings_published: u64,
     pub findings_held_back: u64,
     pub unacknowledged_at_exit: usize,
+    /// The broker connections were still closing at exit (see `tact_edge::Stopped`).
+    pub connections_left_closing: bool,
 }
 
 /// The salted session reference: 128 bits of two FNV-1a passes over salt, customer and session.
@@ -264,15 +268,20 @@ impl Lane {
                 },
             ));
         }
+        // Puts reach the changelog before deletes: a restore that has any share deletion of
+        // this commit also has the progress that closed those shares.
         for (r, source) in &m.progress {
-            commit.meta_puts.push((
+            commit.state_puts.push((
                 *r,
-                MetaKey::Progress(*source),
+                StateKey::Progress(*source),
                 encode_i64(self.merger.progress(*r, *source)),
             ));
         }
+        // A new salt goes first, before the sessions that use it.
         for (p, salt) in self.new_salts.drain(..) {
-            commit.meta_puts.push((p, MetaKey::Salt, encode_i64(salt)));
+            commit
+                .state_puts
+                .insert(0, (p, StateKey::Salt, encode_i64(salt)));
         }
         self.metrics
             .sessions_in_flight
@@ -310,7 +319,8 @@ fn scan(store: &dyn StateStore, p: Partition, kind: StateKind) -> Result<StateEn
 impl Job for Lane {
     fn open(&mut self, cx: &Cx<'_>, p: Partition) -> Result<(), JobError> {
         let store = cx.store;
-        let salt = match store.meta(p, &MetaKey::Salt)?.and_then(|v| decode_i64(&v)) {
+        let stored_salt = store.multi_get(&[(p, &StateKey::Salt)])?.pop().flatten();
+        let salt = match stored_salt.and_then(|v| decode_i64(&v)) {
             Some(s) => s,
             None => {
                 use rand::{Rng, SeedableRng};
@@ -327,8 +337,12 @@ impl Job for Lane {
             match key {
                 MetaKey::Watermark => self.agg.restore_watermark(p, v),
                 MetaKey::ClosedThrough => self.agg.restore_closed_through(p, v),
-                MetaKey::Progress(source) => self.merger.restore_progress(p, source, v),
                 _ => {}
+            }
+        }
+        for (key, value) in scan(store, p, StateKind::Progress)? {
+            if let (StateKey::Progress(source), Some(v)) = (key, decode_i64(&value)) {
+                self.merger.restore_progress(p, source, v);
             }
         }
         for (key, value) in scan(store, p, StateKind::Session)? {
@@ -348,6 +362,16 @@ impl Job for Lane {
                 let w = decode_window(&value).map_err(|e| corrupt(p, "merge share", e))?;
                 self.merger.restore_share(p, window, source, w);
             }
+        }
+        // Shares of windows the merge closed whose deletion had not reached the changelog when
+        // the partition moved: gone, never merged again from what is left of them.
+        let stale = self.merger.drop_closed(p, cx.partition_count);
+        if stale > 0 {
+            tracing::info!(
+                partition = p,
+                shares = stale,
+                "dropped shares of windows already merged"
+            );
         }
         tracing::info!(
             partition = p,
@@ -538,6 +562,7 @@ pub fn run_insights(
     let stopped = edge.run(stop)?;
     let mut summary = stopped.job.summary;
     summary.unacknowledged_at_exit = stopped.unacknowledged;
+    summary.connections_left_closing = stopped.connections_left_closing;
     Ok(summary)
 }
 

@@ -71,6 +71,12 @@ pub enum StateKey {
     Window(i64),
     /// A share of a window another partition sent to this partition to merge.
     Merge { window: i64, source: Partition },
+    /// Insights: how far a source partition has closed its windows (for the merge here). State,
+    /// not metadata: it must land in the changelog before the deletions of the shares it closed.
+    Progress(Partition),
+    /// The salt of the partition's insights session references. State, written before the
+    /// first session that uses it, so a partly replicated partition never has sessions without it.
+    Salt,
 }
 
 /// The kinds of [`StateKey`], for scanning one kind of a partition.
@@ -80,6 +86,8 @@ pub enum StateKind {
     Session,
     Window,
     Merge,
+    Progress,
+    Salt,
 }
 
 impl StateKind {
@@ -89,6 +97,8 @@ impl StateKind {
             StateKind::Session => b's',
             StateKind::Window => b'w',
             StateKind::Merge => b'm',
+            StateKind::Progress => b'p',
+            StateKind::Salt => b'k',
         }
     }
 }
@@ -100,6 +110,8 @@ impl StateKey {
             StateKey::Session(_) => StateKind::Session,
             StateKey::Window(_) => StateKind::Window,
             StateKey::Merge { .. } => StateKind::Merge,
+            StateKey::Progress(_) => StateKind::Progress,
+            StateKey::Salt => StateKind::Salt,
         }
     }
 
@@ -114,6 +126,8 @@ impl StateKey {
                 out.extend_from_slice(&ord_i64(*window));
                 out.extend_from_slice(&ord_i32(*source));
             }
+            StateKey::Progress(source) => out.extend_from_slice(&ord_i32(*source)),
+            StateKey::Salt => {}
         }
         out
     }
@@ -131,6 +145,8 @@ impl StateKey {
                     source: from_ord_i32(<[u8; 4]>::try_from(s).ok()?),
                 }
             }
+            b'p' => StateKey::Progress(from_ord_i32(<[u8; 4]>::try_from(rest).ok()?)),
+            b'k' if rest.is_empty() => StateKey::Salt,
             _ => return None,
         })
     }
@@ -152,12 +168,8 @@ pub enum MetaKey {
     Watermark,
     /// How far new releases of one catalog partition reached this partition's followers.
     Releases(Partition),
-    /// The salt of the partition's insights session references.
-    Salt,
     /// Insights windows ending at or before this are closed for this partition.
     ClosedThrough,
-    /// Insights: how far a source partition has closed its windows (for the merge here).
-    Progress(Partition),
 }
 
 impl MetaKey {
@@ -174,13 +186,7 @@ impl MetaKey {
                 out.extend_from_slice(&ord_i32(*c));
                 out
             }
-            MetaKey::Salt => b"s".to_vec(),
             MetaKey::ClosedThrough => b"c".to_vec(),
-            MetaKey::Progress(src) => {
-                let mut out = b"p".to_vec();
-                out.extend_from_slice(&ord_i32(*src));
-                out
-            }
         }
     }
 
@@ -190,9 +196,7 @@ impl MetaKey {
             b'a' => MetaKey::Applied(String::from_utf8(rest.to_vec()).ok()?),
             b'w' if rest.is_empty() => MetaKey::Watermark,
             b'r' => MetaKey::Releases(from_ord_i32(<[u8; 4]>::try_from(rest).ok()?)),
-            b's' if rest.is_empty() => MetaKey::Salt,
             b'c' if rest.is_empty() => MetaKey::ClosedThrough,
-            b'p' => MetaKey::Progress(from_ord_i32(<[u8; 4]>::try_from(rest).ok()?)),
             _ => return None,
         })
     }
@@ -338,6 +342,8 @@ mod tests {
                 window: 1_700_000_000_000,
                 source: 3,
             },
+            StateKey::Progress(-1),
+            StateKey::Salt,
         ] {
             assert_eq!(StateKey::decode(&k.encode()), Some(k));
         }
@@ -345,9 +351,7 @@ mod tests {
             MetaKey::Applied("clicks".into()),
             MetaKey::Watermark,
             MetaKey::Releases(2),
-            MetaKey::Salt,
             MetaKey::ClosedThrough,
-            MetaKey::Progress(-1),
         ] {
             assert_eq!(MetaKey::decode(&k.encode()), Some(k));
         }

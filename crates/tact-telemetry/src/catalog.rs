@@ -94,6 +94,7 @@ pub struct EdgeMetrics {
     pub rebalances: Family<EventLabel, Counter>,
     pub restore_records: Counter,
     pub restore_bytes: Counter,
+    pub restore_stale_records: Counter,
     pub restore_remaining: Gauge,
     pub restore_duration: Histogram,
 }
@@ -123,6 +124,7 @@ impl EdgeMetrics {
             rebalances: Family::default(),
             restore_records: Counter::default(),
             restore_bytes: Counter::default(),
+            restore_stale_records: Counter::default(),
             restore_remaining: Gauge::default(),
         }
     }
@@ -199,6 +201,11 @@ impl EdgeMetrics {
             "Changelog bytes read while restoring partitions",
             Unit::Bytes,
             m.restore_bytes.clone(),
+        );
+        r.register(
+            "restore_stale_records",
+            "Changelog records skipped while restoring: written by an instance after it had lost the partition",
+            m.restore_stale_records.clone(),
         );
         r.register(
             "restore_remaining_records",

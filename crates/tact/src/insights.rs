@@ -31,7 +31,7 @@ pub fn cmd_run(config: Option<&Path>) -> ExitCode {
     let exporter = Arc::new(Exporter::new(registry));
     let health = Arc::new(Health::new(30_000));
     let stop = Arc::new(AtomicBool::new(false));
-    let _edges = match start_edges(settings.http_listen, exporter, health.clone(), stop.clone()) {
+    let edges = match start_edges(settings.http_listen, exporter, health.clone(), stop.clone()) {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: {e}");
@@ -52,7 +52,9 @@ pub fn cmd_run(config: Option<&Path>) -> ExitCode {
         }
     };
     let es = tact_insights::edge_settings(&settings);
-    match tact_insights::run_insights(settings, es, store, metrics, health, &stop) {
+    let result = tact_insights::run_insights(settings, es, store, metrics, health, &stop);
+    edges.shutdown_timeout(Duration::from_secs(1));
+    match result {
         Ok(s) => {
             tracing::info!(
                 events = s.events,
@@ -60,7 +62,7 @@ pub fn cmd_run(config: Option<&Path>) -> ExitCode {
                 findings = s.findings_published,
                 "insights lane stopped"
             );
-            ExitCode::SUCCESS
+            crate::run::stopped_code(s.unacknowledged_at_exit, s.connections_left_closing)
         }
         Err(e) => {
             eprintln!("error: {e}");

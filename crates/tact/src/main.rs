@@ -1,7 +1,8 @@
 //! The `tact` binary: a thin shell. Parses the command line and hands each command to its
 //! module; the work happens in the runtime crates. Exit codes: 0 done, 1 nothing found (inspect),
 //! 2 invalid configuration or usage, 3 setup problem (cluster unreachable, topic missing or
-//! misshapen, state directory locked), 4 fatal runtime error.
+//! misshapen, state directory locked), 4 fatal runtime error, 5 stopped at the shutdown deadline
+//! with output not yet acknowledged (kept in the outbox for the next start).
 
 use clap::Parser;
 use std::process::ExitCode;

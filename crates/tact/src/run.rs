@@ -6,6 +6,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
+use std::time::Duration;
 use tact_runtime::config::{LogFormat, Settings};
 use tact_store::{RocksOptions, RocksStore, StateStore};
 use tact_telemetry::{CustomerLookup, Exporter, Health, Metrics, Names};
@@ -92,7 +93,10 @@ pub fn cmd_run(config: Option<&Path>) -> ExitCode {
             return ExitCode::from(3);
         }
     }
-    match tact_runtime::service::run(settings, store, metrics, health, &stop) {
+    let result = tact_runtime::service::run(settings, store, metrics, health, &stop);
+    // The HTTP endpoints may hold kept-alive connections: they get a second, not forever.
+    edges.shutdown_timeout(Duration::from_secs(1));
+    match result {
         Ok(summary) => {
             tracing::info!(
                 events = summary.events,
@@ -100,7 +104,10 @@ pub fn cmd_run(config: Option<&Path>) -> ExitCode {
                 unacknowledged = summary.unacknowledged_at_exit,
                 "stopped"
             );
-            ExitCode::SUCCESS
+            stopped_code(
+                summary.unacknowledged_at_exit,
+                summary.connections_left_closing,
+            )
         }
         Err(e) => {
             tracing::error!(error = %e, "stopping");
@@ -108,4 +115,29 @@ pub fn cmd_run(config: Option<&Path>) -> ExitCode {
             exit_code(&e)
         }
     }
+}
+
+/// 0, or 5 when the shutdown deadline passed with output not yet acknowledged by the broker (it
+/// stays in the outbox and is sent at the next start; nothing is lost).
+///
+/// When the broker connections were still closing on a thread of their own, the process exits
+/// here without running library destructors: RocksDB's and librdkafka's would race that thread
+/// and abort. Everything that matters is already durable (state and outbox are in RocksDB's log).
+#[allow(unsafe_code)] // the one place: libc::_exit, for the reason above
+pub fn stopped_code(unacknowledged: usize, connections_left_closing: bool) -> ExitCode {
+    let code: u8 = if unacknowledged == 0 { 0 } else { 5 };
+    if unacknowledged > 0 {
+        eprintln!(
+            "stopped at the shutdown deadline with {unacknowledged} record(s) not acknowledged by the broker; they stay in the outbox and are sent at the next start"
+        );
+    }
+    if connections_left_closing {
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        let _ = std::io::stderr().flush();
+        // SAFETY: _exit ends the process at once; nothing after it runs, and no Rust state is
+        // left half-written (the edge returned, the store's writes are in its log).
+        unsafe { libc::_exit(i32::from(code)) }
+    }
+    ExitCode::from(code)
 }

@@ -608,6 +608,27 @@ fn a_merger_ignores_a_share_it_has_and_shares_of_windows_already_closed() {
 }
 
 #[test]
+fn shares_of_a_window_merged_before_a_move_are_never_merged_again_from_what_is_left() {
+    // The partition moved after the merge's progress reached the changelog but before every
+    // deletion of the window's shares did: one share is left over.
+    let mut m = Merger::new(rules(2));
+    m.restore_progress(0, 0, T0 + HOUR);
+    m.restore_progress(0, 1, T0 + HOUR);
+    m.restore_share(0, T0, 1, WindowAgg::default());
+    m.restore_share(0, T0 + HOUR, 0, WindowAgg::default());
+    assert_eq!(m.drop_closed(0, 2), 1);
+    assert!(
+        m.close_ready(0, 2).is_empty(),
+        "a merged window closed again"
+    );
+    assert!(m.take_changes().shares_deleted.contains(&(0, T0, 1)));
+    assert!(
+        m.share(0, T0 + HOUR, 0).is_some(),
+        "an open window's share is kept"
+    );
+}
+
+#[test]
 fn queries_are_normalised_and_bounded() {
     assert_eq!(normalize_query("  Red   SHOES "), "red shoes");
     assert!(normalize_query(&"ä".repeat(300)).len() <= 100);
