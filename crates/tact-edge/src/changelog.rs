@@ -10,10 +10,13 @@
 //! Every record carries the writing store's id in the `tact.store` header, so a store coming
 //! back to a partition can tell whether anyone else wrote to it meanwhile, and (but markers)
 //! its writer's tenure in `tact.tenure`: the offset of the marker its writer's ownership began
-//! with. A record whose tenure is older than a marker before it was written by an instance that
-//! had lost the partition without knowing (paused, cut off) and is skipped by every restore.
-//! Compaction keeps only the latest marker, so a stale record the broker has compacted past
-//! every marker it could be told by is not recognised; fencing those needs transactions.
+//! with. Tenures only grow from owner to owner, so a record whose tenure is older than one
+//! written before it comes from an instance that had lost the partition without knowing
+//! (paused, cut off), and every restore skips it. Markers alone do not fence: one can land after
+//! its writer already lost the partition. What a zombie writes between the next owner's marker
+//! and that owner's first record is kept; it is input the new owner applies again, and per-key
+//! versions make that a no-op. Compaction can remove the newer records that fence a stale one;
+//! fencing that case needs transactions.
 
 use tact_kafka::rdkafka::message::{BorrowedHeaders, Header, Headers, OwnedHeaders};
 use tact_store::{MetaKey, StateKey};

@@ -60,13 +60,13 @@ enum Phase {
     /// The marker (its sequence number) is on its way.
     Marker(u64),
     /// Reading the changelog up to the marker. `verify`: this store's data is the base and only
-    /// has to be shown current (every record since its checkpoint is its own). `tenure`: the
-    /// offset of the latest marker read, the tenure every later record must belong to.
+    /// has to be shown current (every record since its checkpoint is its own). `fence`: the
+    /// newest tenure read so far; a record of an older one is stale.
     Reading {
         until: i64,
         position: i64,
         verify: bool,
-        tenure: i64,
+        fence: i64,
         pending: Box<Chunk>,
     },
 }
@@ -850,7 +850,8 @@ impl<J: Job> Core<J> {
             return;
         }
         tracing::info!(partitions = ?parts, lost, "partitions revoked");
-        if !lost {
+        // While draining, the drain has already waited for the output (up to its deadline).
+        if !lost && self.process == Process::Running {
             let deadline = Instant::now() + self.s.revoke_deadline;
             while parts.iter().any(|p| self.relay.busy(*p)) && Instant::now() < deadline {
                 if let Err(e) = self.pump(Duration::from_millis(10)) {
@@ -967,7 +968,7 @@ impl<J: Job> Core<J> {
             until,
             position: from,
             verify,
-            tenure: -1,
+            fence: -1,
             pending: Box::default(),
         };
         tracing::info!(
@@ -1079,7 +1080,7 @@ impl<J: Job> Core<J> {
                 until,
                 position,
                 verify,
-                tenure,
+                fence,
                 pending,
             } = &mut r.phase
             else {
@@ -1098,19 +1099,25 @@ impl<J: Job> Core<J> {
             self.metrics.restore_records.inc();
             self.metrics.restore_bytes.inc_by(bytes as u64);
             let entry = changelog::decode_key(&key);
-            // A record stamped with a tenure older than the latest marker was written by an
-            // instance that had already lost the partition (a zombie: paused, partitioned away)
-            // after the next owner took over; that owner never saw it, so neither may we.
-            let stale = entry != Entry::Marker && headers.tenure.is_some_and(|t| t < *tenure);
-            if entry == Entry::Marker {
-                *tenure = offset;
-            }
+            // A record stamped with a tenure older than one already written was written by an
+            // instance that had lost the partition (a zombie: paused, cut off) after the next
+            // owner began writing; that owner never saw it, so neither may we. Only a written
+            // tenure fences: a marker alone does not (its writer may have lost the partition
+            // before it landed, and never write).
+            let stale = match headers.tenure {
+                Some(t) if t < *fence => true,
+                Some(t) => {
+                    *fence = t;
+                    false
+                }
+                None => false,
+            };
             if *verify {
                 if !ours || stale {
                     tracing::info!(partition = p, offset, "another instance wrote this partition since this store last held it; restoring in full");
                     *verify = false;
                     *position = 0;
-                    *tenure = -1;
+                    *fence = -1;
                     r.remaining = *until;
                     **pending = Chunk::default();
                     let drop = Commit {

@@ -6,8 +6,8 @@ use crate::job::{Input, Job, Record};
 use crate::settings::EdgeSettings;
 use crate::EdgeError;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::channel;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{channel, Receiver};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tact_kafka::admin::{partition_counts, topic_configs};
@@ -151,15 +151,48 @@ pub struct Stopped<J> {
     pub job: J,
     /// Records still unacknowledged at exit (they stay in the outbox).
     pub unacknowledged: usize,
-    /// The broker connections were still closing when the edge gave up waiting for them (the
-    /// broker does not answer). The process should exit without running library destructors,
-    /// which would race the thread still closing them.
-    pub connections_left_closing: bool,
 }
 
 /// How long the connections may take to close after the drain (leaving the group, closing the
 /// producer); past it the edge returns and leaves them to a thread of their own.
 const TEARDOWN_GRACE: Duration = Duration::from_secs(2);
+
+/// Threads still closing the broker connections of stopped edges.
+static CLOSING: AtomicUsize = AtomicUsize::new(0);
+
+/// Whether a stopped edge's broker connections are still closing on a thread of their own (the
+/// broker did not answer in time). A process about to exit should then end without running
+/// library destructors (RocksDB's, librdkafka's), which would race that thread and abort.
+pub fn connections_closing() -> bool {
+    CLOSING.load(Ordering::SeqCst) > 0
+}
+
+/// Runs `close` on a thread of its own, counted in [`connections_closing`] until it returns
+/// (inline if no thread can be started). Returns a receiver that gets a message when it is done.
+fn close_aside(name: &str, close: impl FnOnce() + Send + 'static) -> Receiver<()> {
+    let (done_tx, done_rx) = channel();
+    CLOSING.fetch_add(1, Ordering::SeqCst);
+    let run = move || {
+        close();
+        CLOSING.fetch_sub(1, Ordering::SeqCst);
+        let _ = done_tx.send(());
+    };
+    let shared = Arc::new(Mutex::new(Some(run)));
+    let for_thread = shared.clone();
+    let spawned = std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            if let Some(run) = lock(&for_thread).take() {
+                run();
+            }
+        });
+    if spawned.is_err() {
+        if let Some(run) = lock(&shared).take() {
+            run();
+        }
+    }
+    done_rx
+}
 
 /// The stateful Kafka edge, ready to run one job.
 pub struct Edge<J: Job> {
@@ -405,23 +438,22 @@ impl<J: Job> Edge<J> {
             let core = lock(&self.core);
             Instant::now() + core.s.shutdown_deadline
         };
-        let drained = self.drain(deadline);
+        // The job is done: taken now, so nothing that closes the group waits for it.
         let job = lock(&self.core).take_job();
+        let drained = self.drain(deadline);
         // The producer and the readers still talk to the broker as they are torn down; with a
         // broker that does not answer that can block past the deadline. Their teardown gets a
         // thread of its own, so the process stops on time (the outbox keeps what was left).
         let Edge { group, core, .. } = self;
-        let (closed_tx, closed_rx) = std::sync::mpsc::channel();
-        let spawned = std::thread::Builder::new()
-            .name("tact-teardown".into())
-            .spawn(move || {
-                drop(group);
-                drop(core);
-                let _ = closed_tx.send(());
-            });
-        let connections_left_closing =
-            spawned.is_ok() && closed_rx.recv_timeout(TEARDOWN_GRACE).is_err();
-        if connections_left_closing {
+        let _ = close_aside("tact-teardown", move || {
+            drop(group);
+            drop(core);
+        });
+        let grace = Instant::now() + TEARDOWN_GRACE;
+        while connections_closing() && Instant::now() < grace {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if connections_closing() {
             tracing::warn!(
                 grace_seconds = TEARDOWN_GRACE.as_secs(),
                 "the broker connections did not close in time; stopping without them"
@@ -435,7 +467,6 @@ impl<J: Job> Edge<J> {
         Ok(Stopped {
             job,
             unacknowledged,
-            connections_left_closing,
         })
     }
 
@@ -555,6 +586,13 @@ impl<J: Job> Edge<J> {
     /// A restored partition: seek its inputs to after the last applied offset (or the group's
     /// committed offset when nothing was applied yet), then let it go.
     fn start_partition(&mut self, p: Partition) -> Result<(), EdgeError> {
+        // Records of p fetched before it moved away and came back are read again from its
+        // position; while backpressure holds the input back, p is resumed with the others.
+        self.carry.retain(|r| r.partition != p);
+        let hold = !self.held_back.is_empty();
+        if hold {
+            self.held_back.push(p);
+        }
         let (positions, co_topics) = {
             let mut core = lock(&self.core);
             let positions = core.resume_positions(p)?;
@@ -580,7 +618,7 @@ impl<J: Job> Edge<J> {
             }
         }
         let committed: HashMap<String, i64> = if ask.count() > 0 {
-            committed_offsets(group, &ask)?
+            committed_offsets(group, &ask, &lock(&self.core).health.clone())?
                 .elements()
                 .iter()
                 .filter_map(|e| match e.offset() {
@@ -612,6 +650,9 @@ impl<J: Job> Edge<J> {
             }
         }
         lock(&self.core).activate(p, co_positions)?;
+        if hold {
+            return Ok(());
+        }
         let mut tpl = TopicPartitionList::new();
         let _ = tpl.add_partition(&self.driving, p);
         group
@@ -642,21 +683,14 @@ impl<J: Job> Edge<J> {
         lock(&self.core).process = Process::Draining;
         // Closing a consumer blocks until the group answers; never past the deadline.
         if let Some(group) = self.group.take() {
-            let (done_tx, done_rx) = channel();
-            let closer = std::thread::Builder::new()
-                .name("tact-close".into())
-                .spawn(move || {
-                    group.unsubscribe();
-                    drop(group);
-                    let _ = done_tx.send(());
-                });
-            if closer.is_ok() {
-                let wait = deadline
-                    .saturating_duration_since(Instant::now())
-                    .max(Duration::from_millis(200));
-                if done_rx.recv_timeout(wait).is_err() {
-                    tracing::warn!("the consumer group did not answer the leave before the shutdown deadline; stopping anyway");
-                }
+            // Closing revokes the assignment and leaves the group itself. (An explicit
+            // unsubscribe first left tansu's group unable to assign to a later member.)
+            let done = close_aside("tact-close", move || drop(group));
+            let wait = deadline
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_millis(200));
+            if done.recv_timeout(wait).is_err() {
+                tracing::warn!("the consumer group did not answer the leave before the shutdown deadline; stopping anyway");
             }
         }
         Ok(left)
@@ -678,15 +712,20 @@ fn driving_record<M: Message>(m: &M) -> Record {
 fn committed_offsets<C: ConsumerContext>(
     group: &BaseConsumer<C>,
     ask: &TopicPartitionList,
+    health: &Health,
 ) -> Result<TopicPartitionList, EdgeError> {
+    const ATTEMPTS: u32 = 3;
     let mut last = None;
-    for attempt in 0..3u32 {
-        match group.committed_offsets(ask.clone(), Duration::from_secs(10)) {
+    for attempt in 1..=ATTEMPTS {
+        health.progressed();
+        match group.committed_offsets(ask.clone(), Duration::from_secs(5)) {
             Ok(tpl) => return Ok(tpl),
             Err(e) => {
-                tracing::warn!(error = %e, attempt, "cannot read the group's committed offsets; retrying");
+                tracing::warn!(error = %e, attempt, "cannot read the group's committed offsets");
                 last = Some(e);
-                std::thread::sleep(Duration::from_millis(500 << attempt));
+                if attempt < ATTEMPTS {
+                    std::thread::sleep(Duration::from_millis(500 << attempt));
+                }
             }
         }
     }

@@ -35,7 +35,7 @@ pub use crate::changelog::{
     decode_key as decode_changelog_key, state_key as changelog_state_key, Entry as ChangelogEntry,
     STORE_HEADER, TENURE_HEADER,
 };
-pub use crate::edge::{Edge, GroupContext, StatsContext, Stopped};
+pub use crate::edge::{connections_closing, Edge, GroupContext, StatsContext, Stopped};
 pub use crate::job::{Cx, Emit, Input, Job, JobError, Pending, Record};
 pub use crate::offline::{Offline, OfflineTopics, Produced};
 pub use crate::outbox::{OutRecord, OutboxEntry};

@@ -431,7 +431,8 @@ fn changelog_records(bootstrap: &str, p: i32) -> Vec<(i64, Vec<u8>, Option<Vec<u
 }
 
 #[test]
-fn a_zombie_writers_late_changelog_records_are_not_restored_and_the_last_write_of_a_key_wins() {
+fn a_zombies_late_writes_and_a_late_marker_change_nothing_restored_and_the_last_write_of_a_key_wins(
+) {
     let (_mock, bootstrap) = cluster();
     // Four keys, one per partition: k0 lives in partition 0.
     let keys: Vec<String> = (0..4).map(|i| format!("z{i}")).collect();
@@ -480,10 +481,13 @@ fn a_zombie_writers_late_changelog_records_are_not_restored_and_the_last_write_o
         .map(|(o, _, _, _)| *o)
         .max()
         .expect("marker");
-    send(&z0, Some(encode(1000, 1000)), "old-owner", Some(tenure_a));
-    // The new owner puts, deletes and puts a key again: a restore must end with the last put.
+    // The new owner puts, deletes and puts a key again (a restore must end with the last put);
+    // in between, the old owner writes once more, and a third instance's marker lands late (it
+    // lost the partition before writing anything): neither may change what is restored.
     send(&extra, Some(encode(1, 1)), "other-instance", Some(marker_b));
+    send(&z0, Some(encode(1000, 1000)), "old-owner", Some(tenure_a));
     send(&extra, None, "other-instance", Some(marker_b));
+    send(b"x", Some(b"late".to_vec()), "revoked-instance", None);
     send(&extra, Some(encode(2, 2)), "other-instance", Some(marker_b));
     // The first owner comes back on its own store (which the other owner's records make it
     // restore in full) and on a fresh one: both count on from 10.

@@ -45,8 +45,6 @@ pub struct InsightsSummary {
     pub findings_published: u64,
     pub findings_held_back: u64,
     pub unacknowledged_at_exit: usize,
-    /// The broker connections were still closing at exit (see `tact_edge::Stopped`).
-    pub connections_left_closing: bool,
 }
 
 /// The salted session reference: 128 bits of two FNV-1a passes over salt, customer and session.
@@ -562,7 +560,6 @@ pub fn run_insights(
     let stopped = edge.run(stop)?;
     let mut summary = stopped.job.summary;
     summary.unacknowledged_at_exit = stopped.unacknowledged;
-    summary.connections_left_closing = stopped.connections_left_closing;
     Ok(summary)
 }
 

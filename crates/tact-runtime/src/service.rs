@@ -163,6 +163,5 @@ pub fn run_with(
     let stopped = edge.run(stop)?;
     let mut summary = stopped.job.into_summary();
     summary.unacknowledged_at_exit = stopped.unacknowledged;
-    summary.connections_left_closing = stopped.connections_left_closing;
     Ok(summary)
 }

@@ -7,7 +7,6 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 use tact_insights::InsightsSettings;
-use tact_store::{RocksOptions, RocksStore, StateStore};
 use tact_telemetry::{Exporter, Health, InsightsMetrics};
 
 fn kinds() -> Vec<&'static str> {
@@ -38,18 +37,9 @@ pub fn cmd_run(config: Option<&Path>) -> ExitCode {
             return ExitCode::from(3);
         }
     };
-    let store: Arc<dyn StateStore> = match RocksStore::open(
-        &settings.state_dir,
-        &RocksOptions {
-            block_cache_bytes: settings.block_cache_bytes,
-            ..RocksOptions::default()
-        },
-    ) {
-        Ok(s) => Arc::new(s),
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(3);
-        }
+    let store = match crate::serve::open_store(&settings.state_dir, settings.block_cache_bytes) {
+        Ok(s) => s,
+        Err(code) => return code,
     };
     let es = tact_insights::edge_settings(&settings);
     let result = tact_insights::run_insights(settings, es, store, metrics, health, &stop);
@@ -62,7 +52,7 @@ pub fn cmd_run(config: Option<&Path>) -> ExitCode {
                 findings = s.findings_published,
                 "insights lane stopped"
             );
-            crate::run::stopped_code(s.unacknowledged_at_exit, s.connections_left_closing)
+            crate::run::stopped_code(s.unacknowledged_at_exit)
         }
         Err(e) => {
             eprintln!("error: {e}");

@@ -157,7 +157,7 @@ fn cmd_demo(opts: demo::DemoOptions, http: std::net::SocketAddr) -> ExitCode {
     match demo::run_demo(settings, &opts, metrics, lane_metrics, health, stop) {
         Ok(summary) => {
             print_summary(&summary);
-            ExitCode::SUCCESS
+            run::finish(0)
         }
         Err(e) => {
             eprintln!("error: {e}");

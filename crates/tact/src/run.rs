@@ -8,7 +8,6 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 use tact_runtime::config::{LogFormat, Settings};
-use tact_store::{RocksOptions, RocksStore, StateStore};
 use tact_telemetry::{CustomerLookup, Exporter, Health, Metrics, Names};
 
 /// The label values metrics are pre-created with.
@@ -52,18 +51,9 @@ pub fn cmd_run(config: Option<&Path>) -> ExitCode {
             return ExitCode::from(3);
         }
     };
-    let store: Arc<dyn StateStore> = match RocksStore::open(
-        &settings.state_dir,
-        &RocksOptions {
-            block_cache_bytes: settings.block_cache_bytes,
-            ..RocksOptions::default()
-        },
-    ) {
-        Ok(s) => Arc::new(s),
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(3);
-        }
+    let store = match crate::serve::open_store(&settings.state_dir, settings.block_cache_bytes) {
+        Ok(s) => s,
+        Err(code) => return code,
     };
     if let Some(addr) = settings.admin_listen {
         let view = store.clone();
@@ -104,10 +94,7 @@ pub fn cmd_run(config: Option<&Path>) -> ExitCode {
                 unacknowledged = summary.unacknowledged_at_exit,
                 "stopped"
             );
-            stopped_code(
-                summary.unacknowledged_at_exit,
-                summary.connections_left_closing,
-            )
+            stopped_code(summary.unacknowledged_at_exit)
         }
         Err(e) => {
             tracing::error!(error = %e, "stopping");
@@ -119,19 +106,22 @@ pub fn cmd_run(config: Option<&Path>) -> ExitCode {
 
 /// 0, or 5 when the shutdown deadline passed with output not yet acknowledged by the broker (it
 /// stays in the outbox and is sent at the next start; nothing is lost).
-///
-/// When the broker connections were still closing on a thread of their own, the process exits
-/// here without running library destructors: RocksDB's and librdkafka's would race that thread
-/// and abort. Everything that matters is already durable (state and outbox are in RocksDB's log).
-#[allow(unsafe_code)] // the one place: libc::_exit, for the reason above
-pub fn stopped_code(unacknowledged: usize, connections_left_closing: bool) -> ExitCode {
-    let code: u8 = if unacknowledged == 0 { 0 } else { 5 };
+pub fn stopped_code(unacknowledged: usize) -> ExitCode {
     if unacknowledged > 0 {
         eprintln!(
             "stopped at the shutdown deadline with {unacknowledged} record(s) not acknowledged by the broker; they stay in the outbox and are sent at the next start"
         );
     }
-    if connections_left_closing {
+    finish(if unacknowledged == 0 { 0 } else { 5 })
+}
+
+/// The process's exit with `code`. When broker connections are still closing on a thread of
+/// their own (`tact_edge::connections_closing`), the process ends here without running library
+/// destructors: RocksDB's and librdkafka's would race that thread and abort. Everything that
+/// matters is durable by then (state and outbox are in RocksDB's log).
+#[allow(unsafe_code)] // the one place: libc::_exit, for the reason above
+pub fn finish(code: u8) -> ExitCode {
+    if tact_edge::connections_closing() {
         use std::io::Write;
         let _ = std::io::stdout().flush();
         let _ = std::io::stderr().flush();

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tact_edge::EdgeError;
+use tact_store::{RocksOptions, RocksStore, StateStore};
 use tact_telemetry::{CustomerLookup, Exporter, Health};
 
 /// SIGINT/SIGTERM set `stop`; a second signal exits at once.
@@ -94,8 +95,26 @@ pub fn start_admin(
 
 /// The exit code of an edge error: 3 setup, 4 fatal.
 pub fn exit_code(e: &EdgeError) -> std::process::ExitCode {
-    match e {
-        EdgeError::Setup(_) => std::process::ExitCode::from(3),
-        EdgeError::Fatal(_) => std::process::ExitCode::from(4),
+    crate::run::finish(match e {
+        EdgeError::Setup(_) => 3,
+        EdgeError::Fatal(_) => 4,
+    })
+}
+
+/// Opens the state directory; on failure says why and gives the exit code (3, a setup problem).
+pub fn open_store(
+    dir: &std::path::Path,
+    block_cache_bytes: usize,
+) -> Result<Arc<dyn StateStore>, std::process::ExitCode> {
+    let opts = RocksOptions {
+        block_cache_bytes,
+        ..RocksOptions::default()
+    };
+    match RocksStore::open(dir, &opts) {
+        Ok(s) => Ok(Arc::new(s)),
+        Err(e) => {
+            eprintln!("error: {e}");
+            Err(std::process::ExitCode::from(3))
+        }
     }
 }

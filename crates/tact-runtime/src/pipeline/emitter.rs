@@ -22,8 +22,6 @@ pub struct RunSummary {
     pub suppressions: BTreeMap<(&'static str, &'static str), u64>,
     pub elapsed: Duration,
     pub unacknowledged_at_exit: usize,
-    /// The broker connections were still closing at exit (see `tact_edge::Stopped`).
-    pub connections_left_closing: bool,
 }
 
 /// Where a dead letter came from.
