@@ -34,6 +34,8 @@ const RESTORE_CHUNK: usize = 5_000;
 const DERIVE_PAGE: usize = 2_000;
 /// Global records taken per turn of the loop (each may be many commits).
 const GLOBAL_PER_TURN: usize = 16;
+/// How often the wanted offsets are committed again though none changed.
+const RECOMMIT_EVERY: Duration = Duration::from_secs(30);
 /// Time for global input per turn of the loop.
 const GLOBAL_TURN: Duration = Duration::from_millis(100);
 /// Store write attempts before a busy store is an error.
@@ -161,11 +163,13 @@ pub(crate) struct Core<J: Job> {
     co_position: HashMap<(Partition, u8), i64>,
     deletable: Vec<(Partition, u64)>,
     checkpoints: Vec<(Partition, i64)>,
-    /// The offsets (next to read) to have committed per (topic, partition), and whether the group
-    /// has not confirmed them yet: a commit can fail (a rebalance in progress), and a partition
-    /// that gets no more input would otherwise keep an old committed offset forever.
+    /// The offsets (next to read) to have committed per (topic, partition), and whether any
+    /// changed since the last commit. A commit can fail unseen (a rebalance in progress; the
+    /// client does not report manual asynchronous commits), so they are all committed again
+    /// every `RECOMMIT_EVERY`: a partition that gets no more input keeps no old offset.
     commit_wanted: BTreeMap<(String, Partition), i64>,
     pub(crate) commit_dirty: bool,
+    last_recommit: Instant,
     orphans: BTreeSet<Partition>,
     orphan_deadline: Option<Instant>,
     purger: Purger,
@@ -178,7 +182,6 @@ pub(crate) struct Core<J: Job> {
     last_commit: Instant,
     last_input: Instant,
     last_size_probe: Instant,
-    pub(crate) commit_reported: bool,
 }
 
 /// How to build a [`Core`].
@@ -293,6 +296,7 @@ impl<J: Job> Core<J> {
             checkpoints: Vec::new(),
             commit_wanted: BTreeMap::new(),
             commit_dirty: false,
+            last_recommit: Instant::now(),
             orphans: held.into_iter().collect(),
             orphan_deadline: None,
             purger,
@@ -304,7 +308,6 @@ impl<J: Job> Core<J> {
             last_commit: Instant::now(),
             last_input: Instant::now(),
             last_size_probe: Instant::now(),
-            commit_reported: false,
         })
     }
 
@@ -554,11 +557,12 @@ impl<J: Job> Core<J> {
             self.commit_dirty = true;
         }
         self.update_lag();
-        if !self.commit_dirty {
-            // Nothing to commit: no answer to wait for (a drain would wait for one otherwise).
-            self.commit_reported = true;
+        let recommit = !self.commit_wanted.is_empty()
+            && (force || self.last_recommit.elapsed() >= RECOMMIT_EVERY);
+        if !self.commit_dirty && !recommit {
             return Ok(());
         }
+        self.last_recommit = Instant::now();
         self.commit_dirty = false;
         // The state behind these offsets must survive power loss before Kafka forgets the input.
         self.store.sync().map_err(fatal)?;
@@ -574,7 +578,6 @@ impl<J: Job> Core<J> {
             Err(e) => {
                 tracing::warn!(error = %e, "offset commit failed; applied offsets in the store prevent re-application");
                 self.commit_dirty = true;
-                self.commit_reported = true;
                 0
             }
         };

@@ -133,15 +133,15 @@ impl<J: Job> ConsumerContext for GroupContext<J> {
         }
     }
 
+    /// librdkafka answers manual asynchronous commits only through a configured commit
+    /// callback, which rust-rdkafka's event API does not set: this may never be called. The
+    /// edge does not wait for it (it re-commits the offsets it wants now and then, and closing
+    /// the consumer waits for commits in flight).
     fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
-        let mut core = lock(&self.core);
         if let Err(e) = result {
-            // Harmless for correctness (positions come from the applied offsets), but the group's
-            // offsets should not lag: the next commit interval tries again.
-            tracing::info!(error = %e, "offset commit failed; retrying at the next commit interval");
-            core.commit_dirty = true;
+            tracing::info!(error = %e, "offset commit failed; committed again later");
+            lock(&self.core).commit_dirty = true;
         }
-        core.commit_reported = true;
     }
 }
 
@@ -671,17 +671,11 @@ impl<J: Job> Edge<J> {
                 .group
                 .as_ref()
                 .ok_or_else(|| EdgeError::Fatal("the consumer is closed".into()))?;
-            core.commit_reported = false;
             core.drain(group, deadline)?
         };
-        // Serve the commit's answer (and any last rebalance) until the deadline.
-        if let Some(group) = &self.group {
-            while Instant::now() < deadline && !lock(&self.core).commit_reported {
-                let _ = group.poll(Duration::from_millis(50));
-            }
-        }
         lock(&self.core).process = Process::Draining;
-        // Closing a consumer blocks until the group answers; never past the deadline.
+        // Closing a consumer waits for the commits in flight and the group's answer to the
+        // leave; never past the deadline.
         if let Some(group) = self.group.take() {
             // Closing revokes the assignment and leaves the group itself. (An explicit
             // unsubscribe first left tansu's group unable to assign to a later member.)
