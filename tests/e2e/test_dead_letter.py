@@ -14,11 +14,17 @@ profile-commands (json): gina's consent, then two pieces of JSON garbage (text a
 
 from __future__ import annotations
 
+import hashlib
+import io
+import json
 import time
+
+import fastavro
 
 import pytest
 
 from harness import (
+    REPO_ROOT,
     avro_datum,
     click,
     confluent_frame,
@@ -132,6 +138,9 @@ def test_bad_records_are_dead_lettered_unchanged_and_valid_ones_still_decide(tac
         assert letter["error_class"] == cls, f"{key}: error_class {letter['error_class']}, expected {cls}: {letter}"
         assert letter["stage"] == "DECODE", letter
         assert letter["original_value"] == sent.value, f"{cls}: original bytes not kept unchanged"
+        assert not letter["truncated"], letter
+        assert letter["original_value_bytes"] == len(sent.value)
+        assert letter["original_value_sha256"] == hashlib.sha256(sent.value).hexdigest()
         assert letter["original_key"] == sent.key
         assert rec.key == sent.key, "the dead-letter record is keyed by the original key"
         assert letter["message"].strip(), f"{cls}: dead letter without a message"
@@ -160,4 +169,60 @@ def test_bad_records_are_dead_lettered_unchanged_and_valid_ones_still_decide(tac
     assert p.alive()
     assert p.http_get("/readyz")[0] == 200
     assert p.http_get("/healthz")[0] == 200
+    assert p.stop() == 0
+
+
+def test_a_record_too_large_to_carry_whole_is_dead_lettered_as_a_prefix_and_its_partition_goes_on(tact, broker, producer):
+    """A dead letter must always fit the dead-letter topic. Before, a 1 MB record stopped tact
+    for good: its dead letter (the whole original inside) exceeded the producer's
+    message.max.bytes, producing it failed fatally, and every restart met the same record."""
+    tag = unique("dlbig")
+    ivy = f"{tag}-ivy"
+    t0 = (now_ms() - 2 * 60 * MIN) // 1000 * 1000
+    topics = topic_set("dlbig")
+    broker.create_topics(topics.values(), partitions=1)
+    p = tact(topics)  # default input.max_message_bytes = 1 MiB, default message.max.bytes
+    p.start()
+
+    first = click(ivy, f"{ivy}-s1", t0, "PAGE_VIEW", page="/", event_id=f"{tag}-1")
+    later = click(ivy, f"{ivy}-s2", t0 + 60 * MIN, "PAGE_VIEW", page="/", event_id=f"{tag}-2")
+    # Under the input limit but over what a dead letter can carry whole: a Confluent frame
+    # around bytes that are no click event (an endless varint: TRUNCATED); and one over the input limit (OVERSIZED).
+    malformed = b"\x00\x00\x00\x00\x01" + bytes([0xFF]) * 1_010_000
+    oversized = b"\x00\x00\x00\x00\x01" + bytes(range(256)) * 4_400
+    assert 1_000_000 < len(malformed) <= 1_048_576 < len(oversized)
+    before = len(producer.delivered)
+    producer.send(topics["clickstream"], ivy, encode_click(first))
+    producer.send(topics["clickstream"], ivy, malformed)
+    producer.send(topics["clickstream"], ivy, oversized)
+    producer.send(topics["clickstream"], ivy, encode_click(later))
+    sent = producer.flush()[before:]
+    assert not producer.errors, producer.errors
+    big = {d.offset: d for d in sent if d.value in (malformed, oversized)}
+    assert len(big) == 2
+
+    # The event after both still decides: the partition was not stopped.
+    decisions = decode_records("Decision", read_topic(broker.bootstrap, topics["decisions"], min_count=1, timeout=60))
+    assert [(d["kind"], d["cause_event_id"]) for _, d in decisions] == [("WELCOME_BACK", later["event_id"])]
+    dead = read_topic(broker.bootstrap, topics["dead_letter"], min_count=2, timeout=60)
+    letters = decode_records("DeadLetter", dead)
+    assert sorted(d["source_offset"] for _, d in letters) == sorted(big), [d["source_offset"] for _, d in letters]
+    for rec, letter in letters:
+        original = big[letter["source_offset"]].value
+        assert len(rec.value) < 1_000_000, f"a dead letter of {len(rec.value)} bytes"
+        assert letter["truncated"], "the dead letter says it carries only a prefix"
+        kept = letter["original_value"]
+        assert 0 < len(kept) < len(original) and original.startswith(kept)
+        assert letter["original_value_bytes"] == len(original)
+        assert letter["original_value_sha256"] == hashlib.sha256(original).hexdigest()
+        assert letter["original_key"] == ivy.encode() and letter["original_key_bytes"] == len(ivy)
+        assert letter["error_class"] == ("OVERSIZED" if original == oversized else "TRUNCATED"), letter
+        # A consumer that still has the earlier schema decodes it too (new fields skipped).
+        old = fastavro.parse_schema(json.loads((REPO_ROOT / "schemas/history/dead_letter.v1.avsc").read_text()))
+        new = fastavro.parse_schema(json.loads((REPO_ROOT / "schemas/dead_letter.avsc").read_text()))
+        as_old = fastavro.schemaless_reader(io.BytesIO(rec.value[10:]), new, old)
+        assert as_old["source_offset"] == letter["source_offset"] and "truncated" not in as_old
+    m = p.metrics()
+    assert m.value("tact_dead_lettered_total") == 2
+    assert p.alive() and p.http_get("/readyz")[0] == 200
     assert p.stop() == 0

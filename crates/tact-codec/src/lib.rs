@@ -17,7 +17,8 @@ pub use input::{
     DecodeError, ErrorClass, InputFormat,
 };
 pub use output::{
-    decode_decision, decode_suppressed, DeadLetter, DecodedDecision, DecodedSuppressed, Encoder,
-    OutputFormat, Receipt, Stage,
+    decode_decision, decode_suppressed, sha256_hex, DeadLetter, DecodedDecision, DecodedSuppressed,
+    Encoder, OutputFormat, Receipt, Stage, DEAD_LETTER_RESERVE, MAX_DEAD_LETTER_KEY,
+    MIN_DEAD_LETTER_LIMIT,
 };
 pub use state::{decode_state, encode_state, StateCodecError};

@@ -41,7 +41,44 @@ impl Stage {
     }
 }
 
-/// An input record tact could not use, with why. The original bytes are kept unchanged.
+/// Bytes of a dead letter's record (key, fields, framing, Kafka's record overhead) that are not
+/// the original value: what a dead-letter topic's record limit must leave room for.
+pub const DEAD_LETTER_RESERVE: usize = 8 * 1024;
+/// The smallest record limit under which dead letters still carry anything of the original.
+pub const MIN_DEAD_LETTER_LIMIT: usize = 2 * DEAD_LETTER_RESERVE;
+/// The longest original key a dead letter keeps (and is keyed by); longer keys keep a prefix.
+pub const MAX_DEAD_LETTER_KEY: usize = 4 * 1024;
+/// The longest error message a dead letter carries.
+const MAX_DEAD_LETTER_MESSAGE: usize = 1024;
+
+/// At most `max` bytes of `s`, cut at a character boundary.
+fn clip(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// The first `max` bytes of `b`, and whether that is less than all of it.
+fn prefix(b: &[u8], max: usize) -> (&[u8], bool) {
+    (&b[..b.len().min(max)], b.len() > max)
+}
+
+/// Hex SHA-256.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// An input record tact could not use, with why: the whole original; [`Encoder::dead_letter`]
+/// keeps what fits.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeadLetter<'a> {
     pub source_topic: &'a str,
@@ -97,6 +134,10 @@ struct WireDeadLetter<'a> {
     error_class: &'static str,
     message: &'a str,
     dead_lettered_at: i64,
+    original_key_bytes: i64,
+    original_value_bytes: i64,
+    original_value_sha256: Option<String>,
+    truncated: bool,
 }
 
 #[derive(Serialize)]
@@ -235,17 +276,26 @@ impl Encoder {
         framed(&wire, &mut self.suppressed, id)
     }
 
-    pub fn dead_letter(&mut self, d: &DeadLetter<'_>) -> Vec<u8> {
+    /// A dead letter keeping at most `max_value` bytes of the original value (and at most
+    /// [`MAX_DEAD_LETTER_KEY`] of the key); sizes and the value's digest are always there.
+    pub fn dead_letter(&mut self, d: &DeadLetter<'_>, max_value: usize) -> Vec<u8> {
+        let key = d.original_key.map(|k| prefix(k, MAX_DEAD_LETTER_KEY));
+        let value = d.original_value.map(|v| prefix(v, max_value));
+        let size = |b: Option<&[u8]>| b.map_or(0, |b| i64::try_from(b.len()).unwrap_or(i64::MAX));
         let wire = WireDeadLetter {
             source_topic: d.source_topic,
             source_partition: d.source_partition,
             source_offset: d.source_offset,
-            original_key: d.original_key.map(serde_bytes::Bytes::new),
-            original_value: d.original_value.map(serde_bytes::Bytes::new),
+            original_key: key.map(|(k, _)| serde_bytes::Bytes::new(k)),
+            original_value: value.map(|(v, _)| serde_bytes::Bytes::new(v)),
             stage: d.stage.symbol(),
             error_class: d.error_class.symbol(),
-            message: d.message,
+            message: clip(d.message, MAX_DEAD_LETTER_MESSAGE),
             dead_lettered_at: d.dead_lettered_at_ms,
+            original_key_bytes: size(d.original_key),
+            original_value_bytes: size(d.original_value),
+            original_value_sha256: d.original_value.map(sha256_hex),
+            truncated: key.is_some_and(|(_, cut)| cut) || value.is_some_and(|(_, cut)| cut),
         };
         let id = self.id(|_, _, l| l);
         framed(&wire, &mut self.dead_letter, id)
@@ -334,4 +384,80 @@ pub fn decode_decision(bytes: &[u8]) -> Result<DecodedDecision, String> {
 
 pub fn decode_suppressed(bytes: &[u8]) -> Result<DecodedSuppressed, String> {
     read_output(bytes, schema::suppressed())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    struct Read {
+        source_offset: i64,
+        #[serde(with = "serde_bytes")]
+        original_key: Option<Vec<u8>>,
+        #[serde(with = "serde_bytes")]
+        original_value: Option<Vec<u8>>,
+        message: String,
+        original_key_bytes: i64,
+        original_value_bytes: i64,
+        original_value_sha256: Option<String>,
+        truncated: bool,
+    }
+
+    fn letter<'a>(key: &'a [u8], value: &'a [u8], message: &'a str) -> DeadLetter<'a> {
+        DeadLetter {
+            source_topic: "clickstream",
+            source_partition: 3,
+            source_offset: 41,
+            original_key: Some(key),
+            original_value: Some(value),
+            stage: Stage::Decode,
+            error_class: ErrorClass::Malformed,
+            message,
+            dead_lettered_at_ms: 1,
+        }
+    }
+
+    #[test]
+    fn a_dead_letter_keeps_an_original_that_fits_whole_and_a_larger_one_as_a_prefix_with_size_and_digest(
+    ) {
+        let mut enc = Encoder::new(OutputFormat::SingleObject);
+        let small = b"not avro".to_vec();
+        let bytes = enc.dead_letter(&letter(b"c-1", &small, "bad"), 1000);
+        let d: Read = read_output(&bytes, schema::dead_letter()).expect("decodes");
+        assert_eq!(d.original_value.as_deref(), Some(&small[..]));
+        assert_eq!(d.original_key.as_deref(), Some(&b"c-1"[..]));
+        assert!(!d.truncated);
+        assert_eq!((d.original_key_bytes, d.original_value_bytes), (3, 8));
+        assert_eq!(d.original_value_sha256, Some(sha256_hex(&small)));
+
+        // 1.2 MB of value, a 10 KB key and a 5 KB message: the record stays under the room given.
+        let big: Vec<u8> = (0..1_200_000u32).map(|i| (i % 251) as u8).collect();
+        let key = vec![b'k'; 10_000];
+        let message = "é".repeat(2_500);
+        let bytes = enc.dead_letter(&letter(&key, &big, &message), 50_000);
+        assert!(
+            bytes.len() < 50_000 + DEAD_LETTER_RESERVE,
+            "{} bytes",
+            bytes.len()
+        );
+        let d: Read = read_output(&bytes, schema::dead_letter()).expect("decodes");
+        assert!(d.truncated);
+        assert_eq!(d.source_offset, 41);
+        assert_eq!(d.original_value.as_deref(), Some(&big[..50_000]));
+        assert_eq!(d.original_key.as_deref(), Some(&key[..MAX_DEAD_LETTER_KEY]));
+        assert_eq!(
+            (d.original_key_bytes, d.original_value_bytes),
+            (10_000, 1_200_000)
+        );
+        assert_eq!(d.original_value_sha256, Some(sha256_hex(&big)));
+        assert!(d.message.len() <= 1024 && d.message.chars().all(|c| c == 'é'));
+
+        // The smallest form: nothing of the value, still its size and digest.
+        let bytes = enc.dead_letter(&letter(b"c-1", &big, "bad"), 0);
+        let d: Read = read_output(&bytes, schema::dead_letter()).expect("decodes");
+        assert_eq!(d.original_value.as_deref(), Some(&[][..]));
+        assert!(d.truncated && d.original_value_bytes == 1_200_000);
+        assert!(bytes.len() < 400, "{} bytes", bytes.len());
+    }
 }

@@ -81,6 +81,7 @@ pub fn assemble(
         partition: Some(p),
         key,
         value,
+        fallback: None,
     };
     // State puts, then deletes (a deletion never lands before the writes it supersedes), then
     // the metadata, in the relay's later stage.

@@ -10,7 +10,7 @@ use crate::outbox::OutboxEntry;
 use crate::purger::Purger;
 use crate::settings::EdgeSettings;
 use crate::EdgeError;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
@@ -19,12 +19,12 @@ use tact_kafka::rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, Consumer
 use tact_kafka::rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use tact_kafka::rdkafka::producer::{BaseRecord, ThreadedProducer};
 use tact_kafka::rdkafka::{Message, Offset, TopicPartitionList};
-use tact_kafka::{Delivery, DeliveryContext, Kind, Relay};
+use tact_kafka::{Delivery, DeliveryContext, DeliveryError, Kind, Relay};
 use tact_store::{
     decode_i64, encode_i64, with_retry, Commit, LocalKey, MetaKey, Partition, Purge, Retrying,
     StateKey, StateKind, StateStore, StoreError, PROCESS,
 };
-use tact_telemetry::{EdgeMetrics, EventLabel, Health, TopicLabel, TopicPartition};
+use tact_telemetry::{ActionLabel, EdgeMetrics, EventLabel, Health, TopicLabel, TopicPartition};
 
 /// Sequence numbers of restore markers (never outbox entries).
 const MARKER_BASE: u64 = 1 << 62;
@@ -162,6 +162,8 @@ pub(crate) struct Core<J: Job> {
     /// Next offset to read per co-partitioned (partition, input).
     co_position: HashMap<(Partition, u8), i64>,
     deletable: Vec<(Partition, u64)>,
+    /// Outbox records now carrying their smaller form (refused once as too large).
+    shrunk: HashSet<u64>,
     checkpoints: Vec<(Partition, i64)>,
     /// The offsets (next to read) to have committed per (topic, partition), and whether any
     /// changed since the last commit. A commit can fail unseen (a rebalance in progress; the
@@ -293,6 +295,7 @@ impl<J: Job> Core<J> {
             applied: HashMap::new(),
             co_position: HashMap::new(),
             deletable: Vec::new(),
+            shrunk: HashSet::new(),
             checkpoints: Vec::new(),
             commit_wanted: BTreeMap::new(),
             commit_dirty: false,
@@ -399,44 +402,91 @@ impl<J: Job> Core<J> {
 
     /// Produces outbox records; a full producer queue is backpressure, not an error.
     fn send(&mut self, seqs: Vec<u64>) -> Result<(), EdgeError> {
-        for seq in seqs {
-            let Some((p, entry)) = self.records.get(&seq) else {
-                continue; // withdrawn by an erasure
-            };
-            let r = &entry.record;
-            let headers = (entry.kind != Kind::Output)
-                .then(|| changelog::Stamp::headers(&self.store_id, self.tenure.get(p).copied()));
-            loop {
-                let mut attempt =
-                    BaseRecord::with_opaque_to(&r.topic, seq as usize).key(&r.key[..]);
-                if let Some(v) = &r.value {
-                    attempt = attempt.payload(&v[..]);
-                }
-                if let Some(p) = r.partition {
-                    attempt = attempt.partition(p);
-                }
-                if let Some(h) = &headers {
-                    attempt = attempt.headers(h.clone());
-                }
-                match self.producer.send(attempt) {
-                    Ok(()) => break,
-                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                        self.health.progressed();
-                        std::thread::sleep(Duration::from_millis(2));
-                    }
-                    Err((e, _)) => {
-                        return Err(EdgeError::Fatal(format!(
-                            "cannot produce to {}: {e}; the record stays in the outbox and is re-sent on restart",
-                            r.topic
-                        )))
-                    }
-                }
-            }
-            if entry.kind != Kind::Output {
-                self.metrics.changelog_records.inc();
+        let mut queue = std::collections::VecDeque::from(seqs);
+        while let Some(seq) = queue.pop_front() {
+            if let Some(refusal) = self.produce(seq)? {
+                queue.extend(self.refused_too_large(seq, &refusal)?);
             }
         }
         Ok(())
+    }
+
+    /// Hands one outbox record to the producer; returns the refusal when the record is too
+    /// large to be sent as it is.
+    fn produce(&mut self, seq: u64) -> Result<Option<String>, EdgeError> {
+        let Some((p, entry)) = self.records.get(&seq) else {
+            return Ok(None); // withdrawn by an erasure
+        };
+        let r = &entry.record;
+        let headers = (entry.kind != Kind::Output)
+            .then(|| changelog::Stamp::headers(&self.store_id, self.tenure.get(p).copied()));
+        loop {
+            let mut attempt = BaseRecord::with_opaque_to(&r.topic, seq as usize).key(&r.key[..]);
+            if let Some(v) = &r.value {
+                attempt = attempt.payload(&v[..]);
+            }
+            if let Some(p) = r.partition {
+                attempt = attempt.partition(p);
+            }
+            if let Some(h) = &headers {
+                attempt = attempt.headers(h.clone());
+            }
+            match self.producer.send(attempt) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    self.health.progressed();
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                Err((e, _)) if tact_kafka::refused_as_too_large(&e) => {
+                    return Ok(Some(format!("{e} (topic {})", r.topic)));
+                }
+                Err((e, _)) => {
+                    return Err(EdgeError::Fatal(format!(
+                        "cannot produce to {}: {e}; the record stays in the outbox and is re-sent on restart",
+                        r.topic
+                    )))
+                }
+            }
+        }
+        if entry.kind != Kind::Output {
+            self.metrics.changelog_records.inc();
+        }
+        Ok(None)
+    }
+
+    /// A record the producer or the broker will never take as it is: its smaller form goes
+    /// instead; one whose smaller form was refused too is dropped (it must not stop its
+    /// partition); one without a smaller form stops the process (a configuration problem).
+    /// Returns what to send now.
+    fn refused_too_large(&mut self, seq: u64, refusal: &str) -> Result<Vec<u64>, EdgeError> {
+        let Some((p, entry)) = self.records.get_mut(&seq) else {
+            return Ok(Vec::new());
+        };
+        let p = *p;
+        let topic = entry.record.topic.clone();
+        if let Some(smaller) = entry.record.fallback.take() {
+            tracing::warn!(partition = p, %topic, error = %refusal, "record refused as too large; sending its smaller form");
+            entry.record.value = Some(smaller);
+            self.shrunk.insert(seq);
+            self.metrics
+                .oversized_outputs
+                .get_or_create(&ActionLabel { action: "replaced" })
+                .inc();
+            return Ok(vec![seq]);
+        }
+        if self.shrunk.remove(&seq) {
+            tracing::error!(partition = p, %topic, error = %refusal, "even the smaller form of a record was refused as too large; dropping it (raise the topic's max.message.bytes)");
+            self.metrics
+                .oversized_outputs
+                .get_or_create(&ActionLabel { action: "dropped" })
+                .inc();
+            self.records.remove(&seq);
+            self.deletable.push((p, seq));
+            return Ok(self.relay.withdraw(&[seq]));
+        }
+        Err(EdgeError::Fatal(format!(
+            "a record for {topic} is larger than the producer or the topic accepts ({refusal}); raise message.max.bytes (kafka.client) and the topic's max.message.bytes; the record stays in the outbox"
+        )))
     }
 
     /// Handles delivery reports that arrived (waiting up to `wait` for the first).
@@ -458,6 +508,14 @@ impl<J: Job> Core<J> {
             }
             let again = match report.result {
                 Ok((_, offset)) => self.relay.acked(report.seq, offset),
+                Err(e) if e.too_large => {
+                    self.metrics.delivery_errors.inc();
+                    let mut again = self.relay.failed(report.seq);
+                    again.retain(|s| *s != report.seq);
+                    let mut first = self.refused_too_large(report.seq, &e.message)?;
+                    first.append(&mut again);
+                    first
+                }
                 Err(e) => {
                     self.metrics.delivery_errors.inc();
                     tracing::warn!(error = %e, "delivery failed; sending again from the outbox");
@@ -468,6 +526,7 @@ impl<J: Job> Core<J> {
         }
         for (p, seq) in self.relay.take_deletable() {
             self.records.remove(&seq);
+            self.shrunk.remove(&seq);
             self.deletable.push((p, seq));
         }
         self.checkpoints.extend(self.relay.take_checkpoints());
@@ -525,6 +584,7 @@ impl<J: Job> Core<J> {
         }
         for s in &a.withdrawn {
             self.records.remove(s);
+            self.shrunk.remove(s);
         }
         let mut send = self.relay.withdraw(&a.withdrawn);
         for (p, b) in a.stages {
@@ -895,6 +955,7 @@ impl<J: Job> Core<J> {
             self.records.remove(&seq);
         }
         self.records.retain(|_, (q, _)| *q != p);
+        self.shrunk.retain(|s| self.records.contains_key(s));
         self.deletable.retain(|(q, _)| *q != p);
         self.checkpoints.retain(|(q, _)| *q != p);
         self.applied.retain(|(q, _), _| *q != p);
@@ -926,7 +987,7 @@ impl<J: Job> Core<J> {
         &mut self,
         p: Partition,
         seq: u64,
-        result: Result<(i32, i64), String>,
+        result: Result<(i32, i64), DeliveryError>,
     ) -> Result<(), EdgeError> {
         let Some(Part::Restoring(r)) = self.parts.get_mut(&p) else {
             return Ok(()); // revoked meanwhile

@@ -2,7 +2,7 @@
 //! assigned, feed the job, relay its output, commit, hand partitions over on revoke, drain.
 
 use crate::core::{Core, Parts, Process, Watermarks};
-use crate::job::{Input, Job, Record};
+use crate::job::{Input, Job, Record, RecordLimits};
 use crate::settings::EdgeSettings;
 use crate::EdgeError;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -254,7 +254,7 @@ impl<J: Job> Edge<J> {
     /// prepares the store. Nothing is consumed before [`Edge::run`].
     pub fn new(
         s: EdgeSettings,
-        job: J,
+        mut job: J,
         store: Arc<dyn StateStore>,
         metrics: EdgeMetrics,
         health: Arc<Health>,
@@ -318,20 +318,29 @@ impl<J: Job> Edge<J> {
                 s.driving.name
             ));
         }
+        let mut limits = RecordLimits {
+            producer: tact_kafka::max_message_bytes(&s.client).map_err(EdgeError::Setup)?,
+            topics: BTreeMap::new(),
+        };
         if s.require_compaction {
+            let names: Vec<&str> = std::iter::once(s.changelog.as_str())
+                .chain(s.outputs.iter().map(String::as_str))
+                .collect();
             let configs = topic_configs(
                 &s.bootstrap_servers,
                 &s.client,
-                &[s.changelog.as_str()],
+                &names,
                 Duration::from_secs(10),
             )
             .map_err(EdgeError::Setup)?;
-            let policy = configs
-                .get(&s.changelog)
-                .cloned()
-                .flatten()
-                .and_then(|c| c.get("cleanup.policy").cloned());
-            match policy {
+            let config = |topic: &str, key: &str| {
+                configs
+                    .get(topic)
+                    .cloned()
+                    .flatten()
+                    .and_then(|c| c.get(key).cloned())
+            };
+            match config(&s.changelog, "cleanup.policy") {
                 Some(p) if p.split(',').any(|v| v.trim() == "compact") => {}
                 Some(p) => problems.push(format!(
                     "the changelog {} has cleanup.policy={p}; it must be compact (deleting old segments would lose state)",
@@ -342,7 +351,13 @@ impl<J: Job> Edge<J> {
                     s.changelog
                 )),
             }
+            for topic in &s.outputs {
+                if let Some(max) = config(topic, "max.message.bytes").and_then(|v| v.parse().ok()) {
+                    limits.topics.insert(topic.clone(), max);
+                }
+            }
         }
+        job.limits(&limits).map_err(|e| EdgeError::Setup(e.0))?;
         if !problems.is_empty() {
             return Err(EdgeError::Setup(problems.join("; ")));
         }

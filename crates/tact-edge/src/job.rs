@@ -100,6 +100,32 @@ impl Cx<'_> {
     }
 }
 
+/// The largest record each output topic takes: the producer's `message.max.bytes`, lowered to
+/// a topic's `max.message.bytes` where the broker reports one (known at start).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordLimits {
+    pub producer: usize,
+    pub topics: std::collections::BTreeMap<String, usize>,
+}
+
+impl RecordLimits {
+    /// The limit for records to `topic`.
+    pub fn of(&self, topic: &str) -> usize {
+        self.topics
+            .get(topic)
+            .map_or(self.producer, |t| (*t).min(self.producer))
+    }
+}
+
+impl Default for RecordLimits {
+    fn default() -> Self {
+        RecordLimits {
+            producer: tact_kafka::DEFAULT_MESSAGE_MAX_BYTES,
+            topics: std::collections::BTreeMap::new(),
+        }
+    }
+}
+
 /// A job failed; the edge stops cleanly (the store holds everything committed so far).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -115,6 +141,11 @@ impl From<StoreError> for JobError {
 /// committed before the next call. A job keeps nothing in memory that the store cannot give back:
 /// after [`Job::open`] it must behave as if it had never stopped.
 pub trait Job: Send + 'static {
+    /// What the producer and the output topics accept, learned at start before any call below.
+    /// A job whose records could not fit refuses to start.
+    fn limits(&mut self, _limits: &RecordLimits) -> Result<(), JobError> {
+        Ok(())
+    }
     /// Partition `p`'s data is ready in the store (restored, or current already): load what the
     /// job keeps in memory for it.
     fn open(&mut self, cx: &Cx<'_>, p: Partition) -> Result<(), JobError>;

@@ -36,7 +36,7 @@ pub use crate::changelog::{
     STORE_HEADER, TENURE_HEADER,
 };
 pub use crate::edge::{connections_closing, Edge, GroupContext, StatsContext, Stopped};
-pub use crate::job::{Cx, Emit, Input, Job, JobError, Pending, Record};
+pub use crate::job::{Cx, Emit, Input, Job, JobError, Pending, Record, RecordLimits};
 pub use crate::offline::{Offline, OfflineTopics, Produced};
 pub use crate::outbox::{OutRecord, OutboxEntry};
 pub use crate::settings::{EdgeSettings, Topic};

@@ -10,6 +10,10 @@ pub struct OutRecord {
     pub partition: Option<i32>,
     pub key: Vec<u8>,
     pub value: Option<Vec<u8>>,
+    /// A smaller value sent instead when the producer or the broker refuses `value` as too large
+    /// (a dead letter without the original record's bytes). A record that has one is never
+    /// fatal: if the smaller form is refused too, the record is dropped and counted.
+    pub fallback: Option<Vec<u8>>,
 }
 
 impl OutRecord {
@@ -20,7 +24,14 @@ impl OutRecord {
             partition: None,
             key,
             value: Some(value),
+            fallback: None,
         }
+    }
+
+    /// The same record with a smaller form to send if this one is refused as too large.
+    pub fn or_smaller(mut self, fallback: Vec<u8>) -> OutRecord {
+        self.fallback = Some(fallback);
+        self
     }
 }
 
@@ -31,7 +42,8 @@ pub struct OutboxEntry {
     pub record: OutRecord,
 }
 
-const VERSION: u8 = 1;
+/// Version 2 added the fallback; version 1 entries (without it) are still read.
+const VERSION: u8 = 2;
 
 fn kind_byte(kind: Kind) -> u8 {
     match kind {
@@ -42,11 +54,14 @@ fn kind_byte(kind: Kind) -> u8 {
 }
 
 impl OutboxEntry {
-    /// `[1][kind][partition i32, -1: any][u16 topic len][topic][u32 key len][key][0|1 value][value]`.
+    /// `[2][kind][partition i32, -1: any][u16 topic len][topic][u32 key len][key]`
+    /// `[u32 fallback len + 1, 0: none][fallback][0|1 value][value]`.
     pub fn encode(&self) -> Vec<u8> {
         let r = &self.record;
         let value = r.value.as_deref().unwrap_or_default();
-        let mut out = Vec::with_capacity(14 + r.topic.len() + r.key.len() + value.len());
+        let fallback = r.fallback.as_deref().unwrap_or_default();
+        let mut out =
+            Vec::with_capacity(18 + r.topic.len() + r.key.len() + fallback.len() + value.len());
         out.push(VERSION);
         out.push(kind_byte(self.kind));
         out.extend_from_slice(&r.partition.unwrap_or(-1).to_be_bytes());
@@ -54,6 +69,9 @@ impl OutboxEntry {
         out.extend_from_slice(r.topic.as_bytes());
         out.extend_from_slice(&(r.key.len() as u32).to_be_bytes());
         out.extend_from_slice(&r.key);
+        let flen = r.fallback.as_ref().map_or(0, |f| f.len() as u32 + 1);
+        out.extend_from_slice(&flen.to_be_bytes());
+        out.extend_from_slice(fallback);
         out.push(u8::from(r.value.is_some()));
         out.extend_from_slice(value);
         out
@@ -61,7 +79,7 @@ impl OutboxEntry {
 
     pub fn decode(bytes: &[u8]) -> Option<OutboxEntry> {
         let (&[version, kind], rest) = bytes.split_first_chunk::<2>()?;
-        if version != VERSION {
+        if version != VERSION && version != 1 {
             return None;
         }
         let kind = match kind {
@@ -79,7 +97,18 @@ impl OutboxEntry {
         let (klen, rest) = rest.split_first_chunk::<4>()?;
         let klen = usize::try_from(u32::from_be_bytes(*klen)).ok()?;
         let key = rest.get(..klen)?.to_vec();
-        let (has_value, value) = rest.get(klen..)?.split_first()?;
+        let mut rest = rest.get(klen..)?;
+        let mut fallback = None;
+        if version >= 2 {
+            let (flen, after) = rest.split_first_chunk::<4>()?;
+            let flen = usize::try_from(u32::from_be_bytes(*flen)).ok()?;
+            rest = after;
+            if flen > 0 {
+                fallback = Some(rest.get(..flen - 1)?.to_vec());
+                rest = &rest[flen - 1..];
+            }
+        }
+        let (has_value, value) = rest.split_first()?;
         Some(OutboxEntry {
             kind,
             record: OutRecord {
@@ -87,6 +116,7 @@ impl OutboxEntry {
                 partition: (partition >= 0).then_some(partition),
                 key,
                 value: (*has_value == 1).then(|| value.to_vec()),
+                fallback,
             },
         })
     }
@@ -104,12 +134,21 @@ mod tests {
                 record: OutRecord::keyed("decisions", b"cust-1".to_vec(), vec![0xC3, 1, 2]),
             },
             OutboxEntry {
+                kind: Kind::Output,
+                record: OutRecord::keyed("dead", b"k".to_vec(), vec![7; 40]).or_smaller(vec![]),
+            },
+            OutboxEntry {
+                kind: Kind::Output,
+                record: OutRecord::keyed("dead", vec![], vec![7; 40]).or_smaller(vec![1, 2]),
+            },
+            OutboxEntry {
                 kind: Kind::ChangelogData,
                 record: OutRecord {
                     topic: "tact-changelog".into(),
                     partition: Some(4),
                     key: b"scust".to_vec(),
                     value: None,
+                    fallback: None,
                 },
             },
             OutboxEntry {
@@ -119,11 +158,28 @@ mod tests {
                     partition: Some(0),
                     key: vec![],
                     value: Some(vec![]),
+                    fallback: None,
                 },
             },
         ] {
             assert_eq!(OutboxEntry::decode(&entry.encode()), Some(entry));
         }
+        // An entry written before fallbacks existed.
+        let v1 = [
+            &[1u8, 0][..],
+            &(-1i32).to_be_bytes(),
+            &[0, 1, b't'],
+            &[0, 0, 0, 1, b'k'],
+            &[1, 9],
+        ]
+        .concat();
+        assert_eq!(
+            OutboxEntry::decode(&v1),
+            Some(OutboxEntry {
+                kind: Kind::Output,
+                record: OutRecord::keyed("t", b"k".to_vec(), vec![9]),
+            })
+        );
         assert_eq!(OutboxEntry::decode(&[1, 0, 0]), None);
         assert_eq!(OutboxEntry::decode(&[]), None);
         assert_eq!(OutboxEntry::decode(&[9; 30]), None);

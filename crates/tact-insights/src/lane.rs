@@ -136,6 +136,7 @@ impl Lane {
                     partition: Some(to),
                     key,
                     value: Some(encode_partials(&PartialsMessage::Share(Box::new(share)))),
+                    fallback: None,
                 },
             ));
             self.metrics.partials_sent.inc();
@@ -152,6 +153,7 @@ impl Lane {
                         partition: Some(to),
                         key: [b"progress".as_slice(), &p.to_be_bytes()].concat(),
                         value: Some(value.clone()),
+                        fallback: None,
                     },
                 ));
             }

@@ -2,6 +2,7 @@
 
 use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{DeliveryResult, ProducerContext};
 use rdkafka::Message;
 use std::collections::BTreeMap;
@@ -115,7 +116,44 @@ pub fn producer_config(bootstrap: &str, user: &BTreeMap<String, String>) -> Clie
 #[derive(Debug)]
 pub struct Delivery {
     pub seq: u64,
-    pub result: Result<(i32, i64), String>,
+    pub result: Result<(i32, i64), DeliveryError>,
+}
+
+/// Why the broker (or the producer) refused a record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryError {
+    pub message: String,
+    /// The record can never be sent as it is: it exceeds the producer's `message.max.bytes` or
+    /// the topic's `max.message.bytes`. Sending it again would fail again.
+    pub too_large: bool,
+}
+
+impl std::fmt::Display for DeliveryError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// librdkafka's default `message.max.bytes`.
+pub const DEFAULT_MESSAGE_MAX_BYTES: usize = 1_000_000;
+
+/// The largest record the producer sends with these passthrough settings (`message.max.bytes`).
+pub fn max_message_bytes(client: &BTreeMap<String, String>) -> Result<usize, String> {
+    match client.get("message.max.bytes") {
+        None => Ok(DEFAULT_MESSAGE_MAX_BYTES),
+        Some(v) => v
+            .trim()
+            .parse()
+            .map_err(|_| format!("message.max.bytes = {v:?} is not a number of bytes")),
+    }
+}
+
+/// Whether `e` says the record is larger than the producer or the broker accepts.
+pub fn refused_as_too_large(e: &KafkaError) -> bool {
+    matches!(
+        e.rdkafka_error_code(),
+        Some(RDKafkaErrorCode::MessageSizeTooLarge | RDKafkaErrorCode::MessageBatchTooLarge)
+    )
 }
 
 /// Forwards delivery reports to the processing thread; never blocks librdkafka's thread.
@@ -132,7 +170,10 @@ impl ProducerContext for DeliveryContext {
     fn delivery(&self, result: &DeliveryResult<'_>, seq: usize) {
         let result = match result {
             Ok(m) => Ok((m.partition(), m.offset())),
-            Err((e, msg)) => Err(format!("{e} (topic {})", msg.topic())),
+            Err((e, msg)) => Err(DeliveryError {
+                message: format!("{e} (topic {})", msg.topic()),
+                too_large: refused_as_too_large(e),
+            }),
         };
         // The receiver is gone only when the process stopped; the outbox still holds the record.
         let _ = self.reports.send(Delivery {

@@ -11,7 +11,8 @@ mod client;
 mod relay;
 
 pub use client::{
-    consumer_config, producer_config, Delivery, DeliveryContext, Membership, MANAGED_KEYS,
+    consumer_config, max_message_bytes, producer_config, refused_as_too_large, Delivery,
+    DeliveryContext, DeliveryError, Membership, DEFAULT_MESSAGE_MAX_BYTES, MANAGED_KEYS,
 };
 pub use rdkafka;
 pub use relay::{Kind, Relay};

@@ -437,6 +437,18 @@ impl RawConfig {
                 p.push(format!(
                     "kafka.client.{key}: set by tact for its delivery guarantee; remove it"
                 ));
+            } else if dotted == "message.max.bytes" {
+                let value = self.kafka.client[key].clone().into_string();
+                match value.trim().parse::<usize>() {
+                    Ok(n) if n < tact_codec::MIN_DEAD_LETTER_LIMIT => p.push(format!(
+                        "kafka.client.{key}: {n} leaves no room for dead letters (they carry the rejected record); at least {}",
+                        tact_codec::MIN_DEAD_LETTER_LIMIT
+                    )),
+                    Ok(_) => {}
+                    Err(_) => p.push(format!(
+                        "kafka.client.{key}: {value:?} is not a number of bytes"
+                    )),
+                }
             }
         }
         if !p.is_empty() {

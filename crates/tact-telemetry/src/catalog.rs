@@ -47,6 +47,11 @@ pub struct EventLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ActionLabel {
+    pub action: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabel {
     pub kind: &'static str,
 }
@@ -87,6 +92,7 @@ pub struct EdgeMetrics {
     pub consumer_lag: Family<TopicPartition, Gauge>,
     pub store_size: Gauge<u64, AtomicU64>,
     pub delivery_errors: Counter,
+    pub oversized_outputs: Family<ActionLabel, Counter>,
     pub commits: Counter,
     pub changelog_records: Counter,
     pub partitions_assigned: Gauge,
@@ -117,6 +123,7 @@ impl EdgeMetrics {
             consumer_lag: Family::default(),
             store_size: Gauge::default(),
             delivery_errors: Counter::default(),
+            oversized_outputs: Family::default(),
             commits: Counter::default(),
             changelog_records: Counter::default(),
             partitions_assigned: Gauge::default(),
@@ -169,6 +176,11 @@ impl EdgeMetrics {
             "delivery_errors",
             "Produce attempts the broker did not acknowledge (retried)",
             m.delivery_errors.clone(),
+        );
+        r.register(
+            "oversized_outputs",
+            "Outgoing records the producer or the broker refused as too large: sent in their smaller form (action=replaced) or, having none, dropped (action=dropped)",
+            m.oversized_outputs.clone(),
         );
         r.register("commits", "Input offset commits", m.commits.clone());
         r.register(

@@ -7,8 +7,8 @@ mod catalog;
 mod http;
 
 pub use catalog::{
-    EdgeMetrics, EventLabel, Exporter, GateReason, InsightsMetrics, KindChannel, KindLabel,
-    Metrics, Names, TopicClass, TopicLabel, TopicPartition,
+    ActionLabel, EdgeMetrics, EventLabel, Exporter, GateReason, InsightsMetrics, KindChannel,
+    KindLabel, Metrics, Names, TopicClass, TopicLabel, TopicPartition,
 };
 pub use http::{serve, serve_admin, CustomerLookup, Health};
 

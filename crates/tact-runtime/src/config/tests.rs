@@ -114,6 +114,25 @@ fn safety_keys_cannot_be_overridden_through_passthrough() {
 }
 
 #[test]
+fn a_producer_limit_too_small_for_dead_letters_is_refused() {
+    let text = Settings::load(
+        None,
+        &env(&[("TACT__KAFKA__CLIENT__MESSAGE_MAX_BYTES", "4096")]),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        text.contains("kafka.client.message_max_bytes") && text.contains("dead letters"),
+        "{text}"
+    );
+    let ok = Settings::load(
+        None,
+        &env(&[("TACT__KAFKA__CLIENT__MESSAGE_MAX_BYTES", "2000000")]),
+    );
+    assert!(ok.is_ok(), "{ok:?}");
+}
+
+#[test]
 fn a_missing_config_file_is_a_clear_error() {
     let text = Settings::load(Some(Path::new("/nonexistent/tact.toml")), &[])
         .unwrap_err()

@@ -5,9 +5,12 @@ use crate::config::Topics;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
-use tact_codec::{DeadLetter, Encoder, ErrorClass, OutputFormat, Receipt, Stage};
+use tact_codec::{
+    DeadLetter, Encoder, ErrorClass, OutputFormat, Receipt, Stage, DEAD_LETTER_RESERVE,
+    MAX_DEAD_LETTER_KEY, MIN_DEAD_LETTER_LIMIT,
+};
 use tact_core::Outcome;
-use tact_edge::OutRecord;
+use tact_edge::{JobError, OutRecord};
 use tact_store::Partition;
 use tact_telemetry::{GateReason, KindChannel, Metrics, TopicClass};
 
@@ -41,6 +44,8 @@ pub struct Emitter {
     metrics: Arc<Metrics>,
     /// The records of the job call under way, each under its input partition.
     out: Vec<(Partition, OutRecord)>,
+    /// How many bytes of an original value a dead letter keeps whole (more: a prefix).
+    dead_letter_value_max: usize,
     pub summary: RunSummary,
 }
 
@@ -63,8 +68,29 @@ impl Emitter {
             topics,
             metrics,
             out: Vec::new(),
+            dead_letter_value_max: tact_kafka::DEFAULT_MESSAGE_MAX_BYTES - DEAD_LETTER_RESERVE,
             summary: RunSummary::default(),
         }
+    }
+
+    /// Sizes dead letters for a topic that takes records up to `limit` bytes (the producer's
+    /// `message.max.bytes`, or the topic's `max.message.bytes` if lower), so that a dead letter
+    /// always fits: an original larger than the room left keeps a prefix, its size and digest.
+    pub fn fit_dead_letters(&mut self, limit: usize) -> Result<(), JobError> {
+        if limit < MIN_DEAD_LETTER_LIMIT {
+            return Err(JobError(format!(
+                "the dead-letter topic {} takes records up to {limit} bytes (message.max.bytes in kafka.client, or the topic's max.message.bytes); a dead letter needs at least {MIN_DEAD_LETTER_LIMIT}",
+                self.topics.dead_letter
+            )));
+        }
+        self.dead_letter_value_max = limit - DEAD_LETTER_RESERVE;
+        tracing::info!(
+            topic = %self.topics.dead_letter,
+            record_limit = limit,
+            keeps_whole = self.dead_letter_value_max,
+            "dead letters fit the record limit: originals up to keeps_whole bytes go whole, larger ones as a prefix with their size and SHA-256"
+        );
+        Ok(())
     }
 
     /// The records of the call under way; the emitter starts the next call empty.
@@ -162,15 +188,17 @@ impl Emitter {
             })
             .inc();
         self.summary.dead_lettered += 1;
-        let value = self.encoder.dead_letter(&record);
-        self.out.push((
-            p,
-            OutRecord::keyed(
-                &self.topics.dead_letter,
-                origin.key.map(<[u8]>::to_vec).unwrap_or_default(),
-                value,
-            ),
-        ));
+        let value = self
+            .encoder
+            .dead_letter(&record, self.dead_letter_value_max);
+        let key = origin.key.unwrap_or_default();
+        let key = key[..key.len().min(MAX_DEAD_LETTER_KEY)].to_vec();
+        let mut out = OutRecord::keyed(&self.topics.dead_letter, key, value);
+        if origin.value.is_some_and(|v| !v.is_empty()) {
+            // If the broker takes less than it said, the dead letter goes without the original.
+            out = out.or_smaller(self.encoder.dead_letter(&record, 0));
+        }
+        self.out.push((p, out));
     }
 
     /// The proof of an erasure, keyed by the command id (it names the request, not the person).

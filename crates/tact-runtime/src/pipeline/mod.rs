@@ -29,7 +29,7 @@ use tact_codec::decode_release;
 use tact_core::{
     apply_command, apply_event, apply_release, CommandBody, Outcome, Release, Timestamp,
 };
-use tact_edge::{Cx, Emit, Input, Job, JobError, Record};
+use tact_edge::{Cx, Emit, Input, Job, JobError, Record, RecordLimits};
 use tact_store::{
     decode_i64, encode_i64, Commit, IndexKey, IndexPrefix, MetaKey, Partition, StateEntries,
     StateStore,
@@ -356,6 +356,11 @@ impl Pipeline {
 }
 
 impl Job for Pipeline {
+    fn limits(&mut self, limits: &RecordLimits) -> Result<(), JobError> {
+        self.emitter
+            .fit_dead_letters(limits.of(&self.emitter.topics().dead_letter))
+    }
+
     fn open(&mut self, cx: &Cx<'_>, p: Partition) -> Result<(), JobError> {
         let wm = cx
             .store
