@@ -8,6 +8,7 @@ against the shipped schemas/erasure_receipt.avsc.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import uuid
@@ -43,7 +44,10 @@ def test_erase_removes_every_trace_emits_a_receipt_and_a_later_event_starts_afre
     producer.flush()
     p.wait_idle({"clickstream": len(clicks), "profile_commands": len(commands)})
 
-    erase_id = f"erase-{uuid.uuid4().hex[:8]}"
+    # A producer that builds command ids from the customer id: the id must not keep the person
+    # in the receipt, nor in tact's files after the purge.
+    erase_id = f"erase-{ERASED}-{uuid.uuid4().hex[:8]}"
+    command_ref = "sha256:" + hashlib.sha256(erase_id.encode()).hexdigest()
     erase = {"command_id": erase_id, "customer_id": ERASED, "issued_at": t0 + 10 * MIN,
              "command": ("Erase", {"request_ref": "dsr-42"})}
     producer.send_commands(topics["profile_commands"], [erase])
@@ -53,10 +57,11 @@ def test_erase_removes_every_trace_emits_a_receipt_and_a_later_event_starts_afre
     receipts = read_topic(broker.bootstrap, topics["erasure_receipts"], min_count=1, timeout=30)
     assert len(receipts) == 1, f"one receipt per erase command, got {len(receipts)}"
     rec = receipts[0]
-    assert rec.key == erase_id.encode(), "the receipt is keyed by the command id"
-    assert ERASED.encode() not in rec.value, "the receipt names the request, not the person"
+    assert rec.key == command_ref.encode(), "the receipt is keyed by the digest of the command id"
+    assert ERASED.encode() not in rec.value and ERASED.encode() not in rec.key, \
+        "the receipt names the request, not the person"
     receipt = decode_single_object("ErasureReceipt", rec.value)
-    assert receipt["command_id"] == erase_id and receipt["request_ref"] == "dsr-42"
+    assert receipt["command_id"] == command_ref and receipt["request_ref"] == "dsr-42"
     assert receipt["requested_at"] == t0 + 10 * MIN
     assert receipt["erased_at"] >= receipt["requested_at"]
     removed = receipt["removed"]
@@ -66,7 +71,7 @@ def test_erase_removes_every_trace_emits_a_receipt_and_a_later_event_starts_afre
     # A consumer still on the receipt schema before the changelog fields reads it too.
     old_schema = fastavro.parse_schema(json.loads((REPO_ROOT / "schemas/history/erasure_receipt.v1.avsc").read_text()))
     old = fastavro.schemaless_reader(io.BytesIO(rec.value[10:]), schema("ErasureReceipt").parsed, old_schema)
-    assert old["command_id"] == erase_id and "changelog_topic" not in old, old
+    assert old["command_id"] == command_ref and "changelog_topic" not in old, old
     m = p.metrics()
     assert m.value("tact_erasures_total") == 1
     assert m.value("tact_erasure_lag_seconds_count") == 1, [l for l in m.text.splitlines() if "erasure" in l]
@@ -79,7 +84,7 @@ def test_erase_removes_every_trace_emits_a_receipt_and_a_later_event_starts_afre
     assert tact_inspect(p.state_dir, ERASED) is None
     kept = tact_inspect(p.state_dir, KEPT)
     assert kept and kept["state"]["interests"], "the other customer is untouched"
-    assert files_containing(p.state_dir, ERASED.encode()) == []
+    assert files_containing(p.state_dir, ERASED.encode()) == [], "not even inside the erase command's id"
     assert files_containing(p.state_dir, f"shoe-{ERASED}".encode()) == []
     assert files_containing(p.state_dir, KEPT.encode()), "the scan does see what the store keeps"
 

@@ -307,6 +307,46 @@ fn erase_deletes_the_stored_state_and_its_receipt_says_where_the_tombstone_went(
 }
 
 #[test]
+fn an_erase_command_id_or_reference_built_from_the_customer_id_keeps_no_trace_of_them_in_the_receipt(
+) {
+    let mut run = Run::new();
+    run.feed(batch());
+    let erase = command(
+        "erase-C1-17",
+        "c1",
+        10,
+        CommandBody::Erase {
+            request_ref: Some("ticket for c1".into()),
+        },
+    );
+    let out = run.feed(vec![rec(COMMANDS, 0, 1, "c1", erase)]);
+    let (_, receipt) = out
+        .records
+        .iter()
+        .find(|(_, r)| r.topic == "tact-erasure-receipts")
+        .expect("a receipt");
+    let value = receipt.value.as_deref().unwrap_or_default();
+    for bytes in [&receipt.key[..], value] {
+        let text = String::from_utf8_lossy(bytes).to_lowercase();
+        // (Not "c1" alone: hex digests may contain it.)
+        assert!(
+            !text.contains("erase-c1") && !text.contains("ticket for"),
+            "the receipt keeps an id that names the customer: {text:?}"
+        );
+    }
+    let command_ref = super::erasure::digest("erase-C1-17");
+    assert_eq!(
+        receipt.key,
+        command_ref.as_bytes(),
+        "keyed by the digest of the command id"
+    );
+    let reference = super::erasure::digest("ticket for c1");
+    assert!(value
+        .windows(reference.len())
+        .any(|w| w == reference.as_bytes()));
+}
+
+#[test]
 fn an_abandoned_cart_is_nudged_once_when_other_customers_event_time_passes_its_due_time() {
     let mut run = Run::new();
     // Customer c1 adds to cart at 09:00 local (UTC) and goes quiet.
