@@ -87,3 +87,37 @@ def test_missing_config_file_is_an_error(tact_bin, tmp_path):
     res = validate(tact_bin, tmp_path / "nope.toml", tmp_path)
     assert res.returncode != 0, show(res)
     assert "nope.toml" in res.stdout + res.stderr, f"the error should name the missing file:\n{show(res)}"
+
+
+SECRETS = {
+    "ssl.key.pem": "-----BEGIN PRIVATE KEY-----MIIEv-secret-pem-----END PRIVATE KEY-----",
+    "sasl.oauthbearer.config": "principal=svc scope=secret-oauth-config",
+    "sasl.password": "secret-sasl-password",
+    "sasl.username": "secret-sasl-user",
+    "ssl.keystore.password": "secret-keystore-password",
+}
+
+
+def test_validate_prints_no_secret_of_the_kafka_client_settings(tact_bin, tmp_path):
+    path = write_config(tmp_path, {"kafka": {"client": {"security.protocol": "SASL_SSL", **SECRETS}}})
+    res = validate(tact_bin, path, tmp_path,
+                   env={"TACT__KAFKA__CLIENT__SSL_KEY_PASSWORD": "secret-from-env"})
+    assert res.returncode == 0, show(res)
+    out = res.stdout + res.stderr
+    for value in [*SECRETS.values(), "secret-from-env"]:
+        assert value not in out, f"{value!r} printed:\n{show(res)}"
+    assert "SASL_SSL" in out, "non-secret settings are still shown"
+    assert out.count("***") >= len(SECRETS) + 1, show(res)
+
+
+def test_a_mistyped_kafka_client_key_is_refused_with_a_suggestion_and_its_value_never_printed(tact_bin, tmp_path):
+    path = write_config(tmp_path, {"kafka": {"client": {"sasl.passwrd": "secret-typo-value"}}})
+    res = validate(tact_bin, path, tmp_path)
+    assert res.returncode == 2, show(res)
+    out = res.stdout + res.stderr
+    assert "sasl.passwrd" in out and "did you mean sasl.password" in out, show(res)
+    assert "secret-typo-value" not in out, show(res)
+    # The same for a key from the environment (underscores for dots).
+    res = validate(tact_bin, write_config(tmp_path), tmp_path, env={"TACT__KAFKA__CLIENT__LINGER_MZ": "5"})
+    assert res.returncode == 2, show(res)
+    assert "linger_mz" in res.stdout + res.stderr and "did you mean linger.ms" in res.stdout + res.stderr, show(res)

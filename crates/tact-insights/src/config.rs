@@ -361,18 +361,15 @@ impl RawConfig {
             i.detour_min_steps >= 1,
             "insights.detour_min_steps: must be at least 1",
         );
-        for key in self.kafka.client.keys() {
-            let dotted = key.replace('_', ".");
-            if dotted == "group.instance.id" {
-                p.push(format!(
-                    "kafka.client.{key}: use kafka.instance_id (static membership) instead"
-                ));
-            } else if tact_kafka::MANAGED_KEYS.contains(&dotted.as_str()) {
-                p.push(format!(
-                    "kafka.client.{key}: set by tact for its delivery guarantee; remove it"
-                ));
-            }
-        }
+        p.extend(tact_kafka::check_client(self.kafka.client.iter().map(
+            |(k, v)| {
+                let v = match v {
+                    toml::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                (k.as_str(), v)
+            },
+        )));
         let policy_file =
             (!self.rules.policy_file.as_os_str().is_empty()).then_some(self.rules.policy_file);
         let sensitivity = match &policy_file {

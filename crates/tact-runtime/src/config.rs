@@ -210,14 +210,6 @@ pub struct ConfigError {
     pub problems: Vec<String>,
 }
 
-/// Keys whose values `tact validate` prints as `***`.
-fn is_secret(key: &str) -> bool {
-    key.contains("password")
-        || key.contains("secret")
-        || key.ends_with(".key")
-        || key.contains("token")
-}
-
 impl Settings {
     /// Embedded defaults, then `file` (if any), then `TACT__…` variables from `env`.
     pub fn load(file: Option<&Path>, env: &[(String, String)]) -> Result<Settings, ConfigError> {
@@ -237,7 +229,7 @@ impl Settings {
             .kafka
             .client
             .iter()
-            .map(|(k, v)| (k.as_str(), if is_secret(k) { "***" } else { v.as_str() }))
+            .map(|(k, v)| (k.as_str(), tact_kafka::shown(k, v)))
             .collect();
         format!(
             "kafka.bootstrap_servers = {}\nkafka.group_id = {}\nkafka.instance_id = {}\nkafka.client = {:?}\ntopics = {:?}\n\
@@ -427,28 +419,24 @@ impl RawConfig {
             tracing_level_ok(&self.log.level),
             "log.level: must be one of error, warn, info, debug, trace (or a RUST_LOG-style filter)",
         );
-        for key in self.kafka.client.keys() {
-            let dotted = key.replace('_', ".");
-            if dotted == "group.instance.id" {
-                p.push(format!(
-                    "kafka.client.{key}: use kafka.instance_id (static membership) instead"
-                ));
-            } else if tact_kafka::MANAGED_KEYS.contains(&dotted.as_str()) {
-                p.push(format!(
-                    "kafka.client.{key}: set by tact for its delivery guarantee; remove it"
-                ));
-            } else if dotted == "message.max.bytes" {
-                let value = self.kafka.client[key].clone().into_string();
-                match value.trim().parse::<usize>() {
-                    Ok(n) if n < tact_codec::MIN_DEAD_LETTER_LIMIT => p.push(format!(
-                        "kafka.client.{key}: {n} leaves no room for dead letters (they carry the rejected record); at least {}",
-                        tact_codec::MIN_DEAD_LETTER_LIMIT
-                    )),
-                    Ok(_) => {}
-                    Err(_) => p.push(format!(
-                        "kafka.client.{key}: {value:?} is not a number of bytes"
-                    )),
-                }
+        p.extend(tact_kafka::check_client(
+            self.kafka
+                .client
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.clone().into_string())),
+        ));
+        if let Some((key, value)) = self
+            .kafka
+            .client
+            .iter()
+            .find(|(k, _)| k.replace('_', ".") == "message.max.bytes")
+        {
+            match value.clone().into_string().trim().parse::<usize>() {
+                Ok(n) if n < tact_codec::MIN_DEAD_LETTER_LIMIT => p.push(format!(
+                    "kafka.client.{key}: {n} leaves no room for dead letters (they carry the rejected record); at least {}",
+                    tact_codec::MIN_DEAD_LETTER_LIMIT
+                )),
+                _ => {} // librdkafka judged the value above
             }
         }
         if !p.is_empty() {
