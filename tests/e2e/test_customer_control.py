@@ -57,7 +57,9 @@ class Story:
         catalog.write_text("\n".join(dump_toml({"product": p}).replace("[product]", "[[product]]", 1)
                                      for p in CATALOG))
         base = {"rules": {"catalog_file": str(catalog)},
-                "pipeline": {"idle_timer_wall_clock_ms": 0}}
+                "pipeline": {"idle_timer_wall_clock_ms": 0},
+                # Plain files: a test searches them for what must be gone (LZ4 would hide it).
+                "state": {"compression": "none"}}
         self.tact = tact(self.topics, overrides={**base, **(overrides or {})})
         self.producer = InputProducer(broker.bootstrap)
         self.sent = {"clickstream": 0, "profile_commands": 0}

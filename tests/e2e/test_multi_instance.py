@@ -57,6 +57,8 @@ CONFIG = {
     # A lane that runs dry waits for the broker's next fetch, so every run sees the same
     # event-time order of commands and clicks however its fetches are cut.
     "input": {"interleave_wait_ms": 2000},
+    # Plain files: the erasure scenario searches them for the erased customer's bytes.
+    "state": {"compression": "none"},
 }
 
 

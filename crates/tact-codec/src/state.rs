@@ -1,9 +1,11 @@
 //! Stored customer state: postcard behind a one-byte format version, so a future layout can be
-//! read side by side with this one.
+//! read side by side with this one. Version 3 added the recently applied event ids as the last
+//! field; a version 2 state reads as one with none remembered.
 
 use tact_core::CustomerState;
 
-const VERSION: u8 = 2;
+const VERSION: u8 = 3;
+const V2: u8 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateCodecError {
@@ -26,6 +28,9 @@ pub fn decode_state(bytes: &[u8]) -> Result<CustomerState, StateCodecError> {
     match bytes.split_first() {
         None => Err(StateCodecError::Empty),
         Some((&VERSION, rest)) => Ok(postcard::from_bytes(rest)?),
+        // Version 2 ends where version 3's last field, `recent_events`, begins: an empty list
+        // is one zero byte (its length).
+        Some((&V2, rest)) => Ok(postcard::from_bytes(&[rest, &[0]].concat())?),
         Some((&other, _)) => Err(StateCodecError::UnknownVersion(other)),
     }
 }
@@ -33,6 +38,7 @@ pub fn decode_state(bytes: &[u8]) -> Result<CustomerState, StateCodecError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tact_core::state::SeenEvent;
     use tact_core::Timestamp;
 
     #[test]
@@ -41,10 +47,22 @@ mod tests {
             first_seen: Some(Timestamp(5)),
             visits: 3,
             follows: vec!["artist-1".into()],
+            recent_events: vec![SeenEvent {
+                digest: [1, 2, 3, 4, 5, 6, 7, 8],
+                at: Timestamp(7),
+            }],
             ..CustomerState::default()
         };
         let bytes = encode_state(&state);
         assert_eq!(decode_state(&bytes).unwrap(), state);
+        // A state written before event ids were remembered: the same bytes without the last
+        // field.
+        let mut without = state.clone();
+        without.recent_events.clear();
+        let mut v2 = vec![2];
+        let body = postcard::to_allocvec(&without).unwrap();
+        v2.extend(&body[..body.len() - 1]);
+        assert_eq!(decode_state(&v2).unwrap(), without);
         let mut other = bytes.clone();
         other[0] = 9;
         assert!(matches!(

@@ -25,6 +25,16 @@ pub fn stable_id(prefix: &str, parts: &[&str]) -> String {
     format!("{prefix}-{a:016x}{b:016x}")
 }
 
+/// 64-bit FNV-1a digest of `s` (an event id remembered to recognise its repetition).
+pub fn digest64(s: &str) -> [u8; 8] {
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &byte in s.as_bytes() {
+        h = (h ^ u64::from(byte)).wrapping_mul(PRIME);
+    }
+    h.to_be_bytes()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

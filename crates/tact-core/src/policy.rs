@@ -171,6 +171,11 @@ pub struct Policy {
     pub max_tracked_categories: u32,
     pub max_recent_products: u32,
     pub max_purchases: u32,
+    /// A click event whose id the customer sent within this many minutes (of event time) is a
+    /// retry: applied once. 0: no de-duplication.
+    pub duplicate_window_minutes: u32,
+    /// At most this many recent event ids are remembered per customer.
+    pub max_remembered_events: u32,
     /// Inferred interests (and purchases, and what was looked at for a recipient) not renewed
     /// for this long are forgotten.
     pub inferred_retention_days: u32,
@@ -327,6 +332,8 @@ impl Default for Policy {
             max_tracked_categories: 32,
             max_recent_products: 8,
             max_purchases: 50,
+            duplicate_window_minutes: 60,
+            max_remembered_events: 64,
             inferred_retention_days: 365,
             sensitivity: SensitivityPolicy::default(),
             recommendation: RecommendationPolicy::default(),
@@ -405,6 +412,16 @@ impl Policy {
             (1..=100).contains(&self.max_recent_products),
             "max_recent_products",
             "must be between 1 and 100",
+        );
+        check(
+            self.duplicate_window_minutes <= 7 * 24 * 60,
+            "duplicate_window_minutes",
+            "must be at most 10080 (a week)",
+        );
+        check(
+            (1..=1000).contains(&self.max_remembered_events),
+            "max_remembered_events",
+            "must be between 1 and 1000",
         );
         check(
             (1..=1000).contains(&self.max_purchases),

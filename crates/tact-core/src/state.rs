@@ -32,6 +32,19 @@ pub struct CustomerState {
     pub gift_mode: Option<GiftMode>,
     pub recipients: Vec<Recipient>,
     pub follows: Vec<String>,
+    /// Click events applied recently, oldest first: a producer that retries sends an event id
+    /// again, and it must count once. Bounded by `policy.duplicate_window_minutes` and
+    /// `policy.max_remembered_events`. The last field, so that states written before it
+    /// existed still read (see tact-codec).
+    #[serde(default)]
+    pub recent_events: Vec<SeenEvent>,
+}
+
+/// One applied click event: a digest of its id and its event time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeenEvent {
+    pub digest: [u8; 8],
+    pub at: Timestamp,
 }
 
 /// The current session: in-session evidence, dropped when the session ends.

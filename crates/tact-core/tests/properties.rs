@@ -1186,7 +1186,7 @@ fn the_oracle_catches_fabricated_violations() {
     };
     let outcome = |ds: Vec<Decision>| Outcome {
         decisions: ds,
-        suppressed: vec![],
+        ..Outcome::default()
     };
     let expect_err = |sim: &Sim, out: Outcome, what: Fam| {
         let r = sim.check_outputs(&out, None);

@@ -13,7 +13,7 @@ use tact_edge::{
 use tact_kafka::rdkafka::config::ClientConfig;
 use tact_kafka::rdkafka::consumer::{BaseConsumer, Consumer};
 use tact_kafka::rdkafka::message::{Header, Headers, OwnedHeaders};
-use tact_kafka::rdkafka::mocking::MockCluster;
+use tact_kafka::rdkafka::mocking::{MockCluster, MockCoordinator};
 use tact_kafka::rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use tact_kafka::rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use tact_kafka::rdkafka::{Message, Offset, TopicPartitionList};
@@ -376,7 +376,20 @@ fn a_lost_disk_is_restored_from_the_changelog() {
 
 #[test]
 fn a_drain_with_output_in_flight_keeps_its_deadline_and_the_restart_sends_the_rest() {
-    let (mock, bootstrap) = cluster();
+    // Two brokers: the output topic's on the second, so it can go away while input still flows.
+    let mock = MockCluster::new(2).expect("mock cluster");
+    mock.create_topic(IN, PARTITIONS, 1).expect("topic");
+    mock.create_topic(CHANGELOG, PARTITIONS, 1).expect("topic");
+    mock.create_topic(OUT, 1, 1).expect("topic");
+    for p in 0..PARTITIONS {
+        mock.partition_leader(IN, p, Some(1)).expect("leader");
+        mock.partition_leader(CHANGELOG, p, Some(1))
+            .expect("leader");
+    }
+    mock.partition_leader(OUT, 0, Some(2)).expect("leader");
+    mock.coordinator(MockCoordinator::Group("g5".into()), 1)
+        .expect("coordinator");
+    let bootstrap = mock.bootstrap_servers();
     let keys: Vec<String> = (0..6).map(|i| format!("f{i}")).collect();
     let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
     let mut s = settings(&bootstrap, "g5");
@@ -385,6 +398,9 @@ fn a_drain_with_output_in_flight_keeps_its_deadline_and_the_restart_sends_the_re
     produce(&bootstrap, &keys, 0, 60);
     wait_complete(&bootstrap, &expected(&keys, 60), Duration::from_secs(60));
     // The broker goes away while more input is being processed: outputs cannot be delivered.
+    // (The output topic's broker goes first, so the output is surely still in flight when the
+    // other one goes too, however fast this machine is.)
+    mock.broker_down(2).expect("output broker down");
     produce(&bootstrap, &keys, 60, 60);
     let deadline = Instant::now() + Duration::from_secs(30);
     while a
@@ -411,6 +427,7 @@ fn a_drain_with_output_in_flight_keeps_its_deadline_and_the_restart_sends_the_re
         "output was still in flight when the broker went away"
     );
     mock.broker_up(1).expect("broker up");
+    mock.broker_up(2).expect("output broker up");
     // The restart sends what the outbox holds (and applies what the drain did not reach, on a
     // loaded machine); nothing is counted twice.
     let again = start_with(s, store);

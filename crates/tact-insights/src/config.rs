@@ -46,6 +46,7 @@ struct RawInput {
 struct RawState {
     dir: PathBuf,
     block_cache_mb: u64,
+    compression: tact_store::Compression,
 }
 
 #[derive(Debug, Deserialize)]
@@ -132,6 +133,7 @@ pub struct InsightsSettings {
     pub max_message_bytes: usize,
     pub state_dir: PathBuf,
     pub block_cache_bytes: usize,
+    pub state_compression: tact_store::Compression,
     pub batch_max_events: usize,
     pub batch_max_wait: Duration,
     pub commit_interval: Duration,
@@ -429,6 +431,7 @@ impl RawConfig {
             max_message_bytes: size(self.input.max_message_bytes),
             state_dir: self.state.dir,
             block_cache_bytes: size(self.state.block_cache_mb << 20),
+            state_compression: self.state.compression,
             batch_max_events: size(pl.batch_max_events),
             batch_max_wait: Duration::from_millis(pl.batch_max_wait_ms),
             commit_interval: Duration::from_millis(pl.commit_interval_ms),

@@ -88,6 +88,7 @@ struct RawOutput {
 struct RawState {
     dir: PathBuf,
     block_cache_mb: u64,
+    compression: tact_store::Compression,
 }
 
 #[derive(Debug, Deserialize)]
@@ -183,6 +184,7 @@ pub struct Settings {
     pub output: OutputFormat,
     pub state_dir: PathBuf,
     pub block_cache_bytes: usize,
+    pub state_compression: tact_store::Compression,
     pub batch_max_events: usize,
     pub batch_max_wait: Duration,
     pub shutdown_deadline: Duration,
@@ -483,6 +485,7 @@ impl RawConfig {
             state_dir: self.state.dir,
             block_cache_bytes: usize::try_from(self.state.block_cache_mb << 20)
                 .unwrap_or(usize::MAX),
+            state_compression: self.state.compression,
             batch_max_events: usize::try_from(self.pipeline.batch_max_events).unwrap_or(usize::MAX),
             batch_max_wait: Duration::from_millis(self.pipeline.batch_max_wait_ms),
             shutdown_deadline: Duration::from_millis(self.pipeline.shutdown_deadline_ms),

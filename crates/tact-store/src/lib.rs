@@ -19,7 +19,7 @@ pub use keys::{
     IndexKey, IndexPrefix, LocalKey, MetaKey, Partition, StateKey, StateKind, Timer, PROCESS,
 };
 pub use memory::MemoryStore;
-pub use rocks::{RocksOptions, RocksStore};
+pub use rocks::{Compression, RocksOptions, RocksStore};
 
 /// One atomic write. `drop_partitions` is applied first, so a commit can replace a partition.
 #[derive(Debug, Default, Clone, PartialEq)]

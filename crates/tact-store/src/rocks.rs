@@ -35,6 +35,19 @@ pub struct RocksOptions {
     pub block_cache_bytes: usize,
     /// Memtable size of the state column family before a flush.
     pub write_buffer_bytes: usize,
+    pub compression: Compression,
+}
+
+/// How the state column family's files are compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Compression {
+    /// LZ4: smaller files, little CPU.
+    #[default]
+    Lz4,
+    /// Plain: an auditor can search the files for a customer's bytes (after an erasure, say),
+    /// which compression would hide.
+    None,
 }
 
 impl Default for RocksOptions {
@@ -42,6 +55,7 @@ impl Default for RocksOptions {
         RocksOptions {
             block_cache_bytes: 256 << 20,
             write_buffer_bytes: 64 << 20,
+            compression: Compression::Lz4,
         }
     }
 }
@@ -79,7 +93,10 @@ fn descriptors(opts: &RocksOptions) -> Vec<ColumnFamilyDescriptor> {
     table.set_cache_index_and_filter_blocks(true);
     let mut state = Options::default();
     state.set_block_based_table_factory(&table);
-    state.set_compression_type(DBCompressionType::Lz4);
+    state.set_compression_type(match opts.compression {
+        Compression::Lz4 => DBCompressionType::Lz4,
+        Compression::None => DBCompressionType::None,
+    });
     state.set_write_buffer_size(opts.write_buffer_bytes);
     let small = Options::default();
     ALL_CFS
@@ -180,6 +197,7 @@ impl RocksStore {
             descriptors(&RocksOptions {
                 block_cache_bytes: 8 << 20,
                 write_buffer_bytes: 4 << 20,
+                compression: Compression::default(), // reading decompresses either way
             }),
             false,
         )

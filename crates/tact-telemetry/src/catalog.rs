@@ -264,6 +264,7 @@ pub struct Metrics {
     pub unknown_events: Family<TopicLabel, Counter>,
     pub decode_errors: Family<TopicClass, Counter>,
     pub dead_lettered: Family<TopicClass, Counter>,
+    pub duplicate_events: Counter,
     pub decisions: Family<KindChannel, Counter>,
     pub suppressions: Family<GateReason, Counter>,
     pub interleave_held: Gauge,
@@ -284,6 +285,7 @@ impl Metrics {
             unknown_events: Family::default(),
             decode_errors: Family::default(),
             dead_lettered: Family::default(),
+            duplicate_events: Counter::default(),
             decisions: Family::default(),
             suppressions: Family::default(),
             interleave_held: Gauge::default(),
@@ -302,6 +304,11 @@ impl Metrics {
             "decode_errors",
             "Input records that could not be decoded or validated",
             m.decode_errors.clone(),
+        );
+        registry.register(
+            "duplicate_events",
+            "Click events whose event_id the customer sent within policy.duplicate_window_minutes (a producer's retry): counted once, changing nothing the second time",
+            m.duplicate_events.clone(),
         );
         registry.register(
             "dead_lettered",

@@ -85,6 +85,7 @@ pub fn run_demo(
             &RocksOptions {
                 block_cache_bytes: 64 << 20,
                 write_buffer_bytes: 16 << 20,
+                compression: tact_store::Compression::Lz4,
             },
         )
         .map(|s| Arc::new(s) as Arc<dyn StateStore>)

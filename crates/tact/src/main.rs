@@ -176,6 +176,7 @@ fn print_summary(s: &tact_runtime::RunSummary) {
     );
     println!("  commands    {:>8}", s.commands);
     println!("  dead letters{:>8}", s.dead_lettered);
+    println!("  duplicates  {:>8}", s.duplicates);
     println!("  decisions   {:>8}", s.decisions.values().sum::<u64>());
     for (kind, n) in &s.decisions {
         println!("    {kind:<28}{n:>6}");

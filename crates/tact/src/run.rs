@@ -51,7 +51,11 @@ pub fn cmd_run(config: Option<&Path>) -> ExitCode {
             return ExitCode::from(3);
         }
     };
-    let store = match crate::serve::open_store(&settings.state_dir, settings.block_cache_bytes) {
+    let store = match crate::serve::open_store(
+        &settings.state_dir,
+        settings.block_cache_bytes,
+        settings.state_compression,
+    ) {
         Ok(s) => s,
         Err(code) => return code,
     };

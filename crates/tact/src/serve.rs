@@ -105,9 +105,11 @@ pub fn exit_code(e: &EdgeError) -> std::process::ExitCode {
 pub fn open_store(
     dir: &std::path::Path,
     block_cache_bytes: usize,
+    compression: tact_store::Compression,
 ) -> Result<Arc<dyn StateStore>, std::process::ExitCode> {
     let opts = RocksOptions {
         block_cache_bytes,
+        compression,
         ..RocksOptions::default()
     };
     match RocksStore::open(dir, &opts) {

@@ -8,11 +8,11 @@ use crate::catalog::Catalog;
 use crate::decision::{Channel, Decision, DecisionKind, Reason, Suppressed};
 use crate::event::{ClickEvent, CommandBody, EventKind, ProfileCommand, Purpose};
 use crate::gates::{self, consent, Candidate, ConsentAnswer, Evidence};
-use crate::id::stable_id;
+use crate::id::{digest64, stable_id};
 use crate::policy::{Policy, Tier};
 use crate::state::{
     Backoff, Cart, CartItem, CategoryInterest, ConsentRecord, CustomerState, Emitted, Gift,
-    GiftMode, PingPong, Purchase, Recipient, Session,
+    GiftMode, PingPong, Purchase, Recipient, SeenEvent, Session,
 };
 use crate::time::Timestamp;
 
@@ -38,6 +38,8 @@ pub struct Rules {
 pub struct Outcome {
     pub decisions: Vec<Decision>,
     pub suppressed: Vec<Suppressed>,
+    /// The event repeated one applied recently (same event id): it changed nothing.
+    pub duplicate: bool,
 }
 
 /// What a command did to the customer's state.
@@ -84,10 +86,50 @@ fn event_categories(ev: &ClickEvent, catalog: &Catalog) -> Vec<String> {
     cats
 }
 
-/// Folds one click event into `state`.
+/// Whether `ev` repeats an event id applied recently; if not, remembers it (bounded).
+fn seen_before(state: &mut CustomerState, ev: &ClickEvent, policy: &Policy) -> bool {
+    if policy.duplicate_window_minutes == 0 {
+        return false;
+    }
+    let digest = digest64(&ev.event_id);
+    let window = i64::from(policy.duplicate_window_minutes) * 60_000;
+    // A retry carries the event's own time; the same id far from it is another event.
+    if state
+        .recent_events
+        .iter()
+        .any(|e| e.digest == digest && ev.event_time.since(e.at).abs() < window)
+    {
+        return true;
+    }
+    // Forget what is older than the window before this event, or before the customer's latest
+    // event if that is earlier: one event stamped far ahead cannot make them forget the rest.
+    let reference = state
+        .last_event_at
+        .map_or(ev.event_time, |t| t.min(ev.event_time));
+    state
+        .recent_events
+        .retain(|e| reference.since(e.at) < window);
+    state.recent_events.push(SeenEvent {
+        digest,
+        at: ev.event_time,
+    });
+    let max = policy.max_remembered_events.max(1) as usize;
+    if state.recent_events.len() > max {
+        let excess = state.recent_events.len() - max;
+        state.recent_events.drain(..excess);
+    }
+    false
+}
+
+/// Folds one click event into `state`. An event id the customer sent within
+/// `policy.duplicate_window_minutes` (a producer's retry) changes nothing the second time.
 pub fn apply_event(state: &mut CustomerState, ev: &ClickEvent, rules: &Rules) -> Outcome {
     let policy = &rules.policy;
     let mut out = Outcome::default();
+    if seen_before(state, ev, policy) {
+        out.duplicate = true;
+        return out;
+    }
     let now = ev.event_time;
     if ev.gpc {
         // The browser objects to being marketed to: an opt-out of marketing, on every channel.

@@ -377,3 +377,68 @@ fn a_welcome_back_stays_plain_while_recommendations_are_backed_off() {
         "{welcome:?}"
     );
 }
+
+#[test]
+fn a_retried_event_counts_once_and_changes_nothing_the_second_time() {
+    let rules = Rules::default();
+    let mut s = CustomerState::default();
+    grant(&mut s, true);
+    // The same product view arrives three times (a producer retrying): one view, not three, so
+    // no recommendation (it needs three category views).
+    let v = view("e1", "s1", 0, "shoes", "p1");
+    assert!(!apply_event(&mut s, &v, &rules).duplicate);
+    let once = s.clone();
+    for _ in 0..2 {
+        let out = apply_event(&mut s, &v, &rules);
+        assert!(out.duplicate && out.decisions.is_empty() && out.suppressed.is_empty());
+        assert_eq!(s, once, "a duplicate changed the state");
+    }
+    assert_eq!(s.session.as_ref().map(|x| x.events), Some(1));
+    // Other events still count; after the window the id is forgotten (it is a new event then).
+    assert!(!apply_event(&mut s, &view("e2", "s1", 1, "shoes", "p2"), &rules).duplicate);
+    let late = ClickEvent {
+        event_time: Timestamp(v.event_time.millis() + 61 * MIN),
+        ..v.clone()
+    };
+    assert!(!apply_event(&mut s, &late, &rules).duplicate);
+}
+
+#[test]
+fn remembered_event_ids_are_bounded_and_one_far_future_event_does_not_erase_them() {
+    let rules = Rules::default();
+    let max = rules.policy.max_remembered_events as usize;
+    let mut s = CustomerState::default();
+    for i in 0..(max as i64 + 10) {
+        apply_event(
+            &mut s,
+            &ev(&format!("e{i}"), "s1", i / 10, EventKind::PageView),
+            &rules,
+        );
+    }
+    assert_eq!(s.recent_events.len(), max);
+    // The oldest were let go; the newest are still recognised.
+    assert!(!apply_event(&mut s, &ev("e0", "s1", 9, EventKind::PageView), &rules).duplicate);
+    let newest = format!("e{}", max + 9);
+    assert!(apply_event(&mut s, &ev(&newest, "s1", 9, EventKind::PageView), &rules).duplicate);
+    // A forged event a century ahead, then a retry of a recent one: still recognised.
+    let far = ClickEvent::new(
+        "x",
+        "c1",
+        "s1",
+        Timestamp(4_800_000_000_000),
+        EventKind::PageView,
+    );
+    apply_event(&mut s, &far, &rules);
+    assert!(apply_event(&mut s, &ev(&newest, "s1", 9, EventKind::PageView), &rules).duplicate);
+}
+
+#[test]
+fn a_zero_duplicate_window_applies_every_event() {
+    let mut rules = Rules::default();
+    rules.policy.duplicate_window_minutes = 0;
+    let mut s = CustomerState::default();
+    let v = ev("e1", "s1", 0, EventKind::PageView);
+    apply_event(&mut s, &v, &rules);
+    assert!(!apply_event(&mut s, &v, &rules).duplicate);
+    assert!(s.recent_events.is_empty());
+}

@@ -20,6 +20,8 @@ pub struct RunSummary {
     pub events: u64,
     pub commands: u64,
     pub skipped: u64,
+    /// Click events that repeated an event id applied recently.
+    pub duplicates: u64,
     pub dead_lettered: u64,
     pub decisions: BTreeMap<&'static str, u64>,
     pub suppressions: BTreeMap<(&'static str, &'static str), u64>,

@@ -125,9 +125,14 @@ impl Pipeline {
                             let outcome = apply_event(&mut slot.state, ev, rules);
                             slot.versions.click = a.offset;
                             slot.changed = true;
-                            scan.note(p, &ev.customer_id, &slot.state, rules);
                             self.emitter.summary.events += 1;
-                            self.emitter.outcome(p, outcome);
+                            if outcome.duplicate {
+                                self.emitter.metrics().duplicate_events.inc();
+                                self.emitter.summary.duplicates += 1;
+                            } else {
+                                scan.note(p, &ev.customer_id, &slot.state, rules);
+                                self.emitter.outcome(p, outcome);
+                            }
                         }
                     }
                     // The partition's event time moved: fire what it has passed, in offset order.

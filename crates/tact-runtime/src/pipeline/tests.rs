@@ -671,3 +671,34 @@ fn a_restored_customer_gets_their_timer_and_follow_index_back() {
         )]
     );
 }
+
+#[test]
+fn an_event_retried_at_later_offsets_counts_once_and_recommends_nothing_more() {
+    let mut run = Run::new();
+    // One product view of shoes, sent three times by a retrying producer (three offsets), then a
+    // restart: the customer has one view, not three, and no recommendation (it takes three).
+    let view = click("e-retried", "c1", 0, "shoes", "p0");
+    let mut records = vec![rec(
+        COMMANDS,
+        0,
+        0,
+        "c1",
+        consent("c1", Purpose::Personalization),
+    )];
+    records.extend((0..3).map(|i| rec(CLICKS, 0, i, "c1", view.clone())));
+    let out = run.feed(records);
+    assert!(decisions_of(&out, "RECOMMENDATION").is_empty());
+    let state = run.state(0, "c1").expect("state");
+    assert_eq!(state.session.as_ref().map(|s| s.events), Some(1));
+    assert_eq!(run.off.job.summary().duplicates, 2);
+    assert_eq!(
+        run.applied(0, CLICKS),
+        2,
+        "the duplicates' offsets are applied too"
+    );
+    // The ids are part of the state: a fourth copy after a restart is still recognised.
+    let mut restarted = Run::on(run.store.clone());
+    restarted.feed(vec![rec(CLICKS, 0, 3, "c1", view)]);
+    assert_eq!(restarted.off.job.summary().duplicates, 1);
+    assert_eq!(restarted.state(0, "c1"), Some(state), "nothing changed");
+}
