@@ -226,12 +226,14 @@ EXPECTED = {
 
 
 def send_flush(bootstrap: str, topic: str, tag: str, window: int) -> None:
-    """One event per partition two days after the window: every watermark passes it."""
+    """Two sessions per partition two days after the window: every partition's event time passes
+    it (it moves where two distinct sessions agree, never on one session's word)."""
     p = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all", "log_level": 3})
     for part in range(PARTITIONS):
-        ev = click(f"{tag}-flush-{part}", f"{tag}-flush-{part}", window + 2 * DAY + 6 * 60 * MIN, "OTHER",
-                   event_id=f"{tag}-flush-{part}")
-        p.produce(topic, key=ev["customer_id"].encode(), value=encode_click(ev), partition=part)
+        for n in (1, 2):
+            ev = click(f"{tag}-flush-{part}-{n}", f"{tag}-flush-{part}-{n}", window + 2 * DAY + 6 * 60 * MIN,
+                       "OTHER", event_id=f"{tag}-flush-{part}-{n}")
+            p.produce(topic, key=ev["customer_id"].encode(), value=encode_click(ev), partition=part)
     assert p.flush(30) == 0
 
 

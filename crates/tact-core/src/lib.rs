@@ -8,6 +8,7 @@
 //! crash recovery safe and the golden tests meaningful.
 
 pub mod catalog;
+pub mod clock;
 pub mod decision;
 pub mod engine;
 pub mod event;
@@ -18,6 +19,7 @@ pub mod state;
 pub mod time;
 
 pub use catalog::{Catalog, Product};
+pub use clock::PartitionClock;
 pub use decision::{Channel, Decision, DecisionKind, Gate, Reason, Suppressed};
 pub use engine::{
     apply_command, apply_event, apply_release, apply_timer, next_due, pending_timers,

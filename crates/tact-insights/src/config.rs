@@ -88,6 +88,7 @@ struct RawInsights {
     min_sessions: u64,
     max_events_per_session: u64,
     max_sessions_in_flight: u64,
+    partition_time_quorum: u64,
     max_keys_per_window: u64,
     max_findings_per_kind: u64,
     target_pages: Vec<String>,
@@ -335,6 +336,11 @@ impl RawConfig {
         );
         require(
             &mut p,
+            (1..=32).contains(&i.partition_time_quorum),
+            "insights.partition_time_quorum: must be between 1 and 32",
+        );
+        require(
+            &mut p,
             (1..=1_000_000).contains(&i.max_keys_per_window),
             "insights.max_keys_per_window: must be between 1 and 1000000",
         );
@@ -396,6 +402,7 @@ impl RawConfig {
             min_sessions: i.min_sessions,
             max_events_per_session: size(i.max_events_per_session),
             max_sessions_in_flight: size(i.max_sessions_in_flight),
+            partition_time_quorum: size(i.partition_time_quorum),
             max_keys_per_window: size(i.max_keys_per_window),
             max_findings_per_kind: size(i.max_findings_per_kind),
             target_pages: i.target_pages.clone(),

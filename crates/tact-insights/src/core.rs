@@ -28,7 +28,7 @@
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use tact_core::policy::SensitivityPolicy;
-use tact_core::{ClickEvent, EventKind, Tier};
+use tact_core::{ClickEvent, EventKind, PartitionClock, Tier};
 
 /// An opaque reference to one session: a salted hash computed at the edge. The core never sees
 /// which person or session it stands for, and nothing derived from it leaves the buffer.
@@ -69,6 +69,9 @@ pub struct Rules {
     pub faq_deep_scroll: f32,
     /// Sensitivity tiers of the tact policy: `never_remember` categories count only in totals.
     pub sensitivity: SensitivityPolicy,
+    /// A partition's event time is the latest this many distinct recent sessions have reached
+    /// (one session's clock never closes anyone else's sessions or windows).
+    pub partition_time_quorum: usize,
 }
 
 impl Default for Rules {
@@ -80,6 +83,7 @@ impl Default for Rules {
             min_sessions: 20,
             max_events_per_session: 200,
             max_sessions_in_flight: 100_000,
+            partition_time_quorum: 2,
             max_keys_per_window: 20_000,
             max_findings_per_kind: 50,
             target_pages: Vec::new(),
@@ -455,7 +459,7 @@ pub struct Aggregator {
     in_flight: HashMap<i32, usize>,
     /// Each partition's share of its open windows, by (partition, window start).
     windows: BTreeMap<(i32, i64), WindowAgg>,
-    watermarks: BTreeMap<i32, i64>,
+    watermarks: BTreeMap<i32, PartitionClock>,
     /// Per partition, windows ending at or before this are closed and never reopened.
     closed_through: BTreeMap<i32, i64>,
     /// The input offset being applied (`None`: wall-clock advance), for the fold's version check.
@@ -557,8 +561,8 @@ impl Aggregator {
         self.windows.insert((partition, start), agg);
     }
 
-    pub fn restore_watermark(&mut self, partition: i32, wm: i64) {
-        self.watermarks.insert(partition, wm);
+    pub fn restore_watermark(&mut self, partition: i32, clock: PartitionClock) {
+        self.watermarks.insert(partition, clock);
     }
 
     pub fn restore_closed_through(&mut self, partition: i32, t: i64) {
@@ -596,8 +600,17 @@ impl Aggregator {
         self.windows.get(&(partition, start))
     }
 
+    /// The partition's event time (`None` before enough sessions agree on one).
     pub fn watermark(&self, partition: i32) -> Option<i64> {
-        self.watermarks.get(&partition).copied()
+        self.watermarks
+            .get(&partition)
+            .map(PartitionClock::time)
+            .filter(|t| *t > i64::MIN)
+    }
+
+    /// The partition's event-time clock, as stored.
+    pub fn clock(&self, partition: i32) -> Option<&PartitionClock> {
+        self.watermarks.get(&partition)
     }
 
     pub fn closed_through(&self, partition: i32) -> i64 {
@@ -663,7 +676,7 @@ impl Aggregator {
             .get(&(partition, session))
             .is_some_and(|b| b.version >= offset);
         if absorbed {
-            self.advance(partition, ev.event_time.millis(), tally);
+            self.tick(partition, session, ev.event_time.millis(), tally);
         } else {
             self.apply(partition, session, ev, tally);
             if let Some(b) = self.sessions.get_mut(&(partition, session)) {
@@ -685,9 +698,17 @@ impl Aggregator {
     ) {
         let t = ev.event_time.millis();
         tally.events += 1;
-        self.advance(partition, t, tally);
-        let wm = self.watermarks.get(&partition).copied().unwrap_or(t);
+        self.tick(partition, session, t, tally);
+        let wm = self.watermark(partition).unwrap_or(i64::MIN);
         let key = (partition, session);
+        // A session's own gap follows its own events, whatever the partition's time says.
+        if self
+            .sessions
+            .get(&key)
+            .is_some_and(|b| b.deadline(&self.rules) < t)
+        {
+            self.end_session(partition, session, tally);
+        }
         let mut buf = match self.sessions.remove(&key) {
             Some(buf) => {
                 self.unindex(partition, session, &buf);
@@ -786,16 +807,32 @@ impl Aggregator {
 
     /// Moves `partition`'s event-time watermark to `t` (never backwards) and ends the sessions
     /// it has passed. Also used with wall-clock time when the input is idle.
+    /// An event of `session` at `t`: the partition's time moves where enough sessions agree.
+    fn tick(&mut self, partition: i32, session: SessionRef, t: i64, tally: &mut Tally) {
+        let quorum = self.rules.partition_time_quorum;
+        let mut digest = [0u8; 8];
+        digest.copy_from_slice(&session[..8]);
+        self.watermarks
+            .entry(partition)
+            .or_default()
+            .observe_digest(digest, t, quorum);
+        self.changes.watermarks.insert(partition);
+        self.close_passed(partition, tally);
+    }
+
+    /// Moves `partition`'s event time to `t` (the wall clock of an idle input, or a test).
     pub fn advance(&mut self, partition: i32, t: i64, tally: &mut Tally) {
-        let wm = self
-            .watermarks
-            .get(&partition)
-            .copied()
-            .map_or(t, |w| w.max(t));
-        if self.watermarks.get(&partition) != Some(&wm) {
-            self.watermarks.insert(partition, wm);
+        if self.watermarks.entry(partition).or_default().advance_to(t) {
             self.changes.watermarks.insert(partition);
         }
+        self.close_passed(partition, tally);
+    }
+
+    /// Ends the sessions of `partition` whose deadline its event time has passed.
+    fn close_passed(&mut self, partition: i32, tally: &mut Tally) {
+        let Some(wm) = self.watermark(partition) else {
+            return;
+        };
         while let Some(&(p, deadline, session)) = self
             .deadlines
             .range((partition, i64::MIN, [0u8; 16])..)
@@ -982,7 +1019,7 @@ impl Aggregator {
     /// `max_session_ms` and forgets it here; returns the shares to send to their merging
     /// partitions, and the new closed-through point when it moved (every merger needs it).
     pub fn close_ready(&mut self, partition: i32) -> (Vec<Partial>, Option<i64>) {
-        let Some(wm) = self.watermarks.get(&partition).copied() else {
+        let Some(wm) = self.watermark(partition) else {
             return (Vec::new(), None);
         };
         let w = self.rules.window_ms;

@@ -21,6 +21,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 use tact_codec::decode_click;
+use tact_core::PartitionClock;
 use tact_edge::{
     Cx, Edge, EdgeError, EdgeSettings, Emit, Input, Job, JobError, OutRecord, Record, Topic,
 };
@@ -233,10 +234,10 @@ impl Lane {
             commit.state_deletes.push((*p, StateKey::Window(*start)));
         }
         for p in &c.watermarks {
-            if let Some(w) = self.agg.watermark(*p) {
+            if let Some(clock) = self.agg.clock(*p) {
                 commit
                     .meta_puts
-                    .push((*p, MetaKey::Watermark, encode_i64(w)));
+                    .push((*p, MetaKey::Watermark, clock.encode()));
             }
         }
         for p in &c.closed_through {
@@ -331,12 +332,20 @@ impl Job for Lane {
         };
         self.salts.insert(p, salt);
         for (key, value) in store.metas(p)? {
-            let Some(v) = decode_i64(&value) else {
-                continue;
-            };
             match key {
-                MetaKey::Watermark => self.agg.restore_watermark(p, v),
-                MetaKey::ClosedThrough => self.agg.restore_closed_through(p, v),
+                MetaKey::Watermark => {
+                    let clock = PartitionClock::decode(&value).ok_or_else(|| {
+                        JobError(format!(
+                            "partition {p}: the stored event-time clock is corrupt"
+                        ))
+                    })?;
+                    self.agg.restore_watermark(p, clock);
+                }
+                MetaKey::ClosedThrough => {
+                    if let Some(v) = decode_i64(&value) {
+                        self.agg.restore_closed_through(p, v);
+                    }
+                }
                 _ => {}
             }
         }

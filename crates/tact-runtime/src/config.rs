@@ -100,6 +100,7 @@ struct RawPipeline {
     revoke_deadline_ms: u64,
     commit_interval_ms: u64,
     idle_timer_wall_clock_ms: u64,
+    partition_time_quorum: u64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -193,6 +194,9 @@ pub struct Settings {
     pub commit_interval: Duration,
     /// `None`: timers follow event time only.
     pub idle_timer_wall_clock: Option<Duration>,
+    /// How many distinct customers must have reached an event time before it becomes the
+    /// partition's (which fires quiet customers' timers).
+    pub partition_time_quorum: usize,
     pub http_listen: SocketAddr,
     /// The read-only admin endpoint (`/customers/{id}`); `None`: off.
     pub admin_listen: Option<SocketAddr>,
@@ -350,6 +354,11 @@ impl RawConfig {
         );
         require(
             &mut p,
+            (1..=32).contains(&self.pipeline.partition_time_quorum),
+            "pipeline.partition_time_quorum: must be between 1 and 32",
+        );
+        require(
+            &mut p,
             (8..=65_536).contains(&self.state.block_cache_mb),
             "state.block_cache_mb: must be between 8 and 65536",
         );
@@ -493,6 +502,8 @@ impl RawConfig {
             commit_interval: Duration::from_millis(self.pipeline.commit_interval_ms),
             idle_timer_wall_clock: (self.pipeline.idle_timer_wall_clock_ms > 0)
                 .then(|| Duration::from_millis(self.pipeline.idle_timer_wall_clock_ms)),
+            partition_time_quorum: usize::try_from(self.pipeline.partition_time_quorum)
+                .unwrap_or(32),
             http_listen: listen.map_err(|_| ConfigError { problems: vec![] })?,
             admin_listen: admin,
             log_format: self.log.format,

@@ -489,12 +489,15 @@ fn findings_do_not_depend_on_how_partitions_interleave() {
 fn a_session_starting_in_a_window_the_partition_has_passed_is_late() {
     let mut a = Aggregator::new(rules(2));
     let mut t = Tally::default();
-    a.apply(
-        0,
-        sref(1),
-        &ev("c", "s", T0 + 5 * HOUR, EventKind::PageView, "/"),
-        &mut t,
-    );
+    // Two sessions agree the partition is 5 hours on.
+    for s in [1, 3] {
+        a.apply(
+            0,
+            sref(s),
+            &ev("c", "s", T0 + 5 * HOUR, EventKind::PageView, "/"),
+            &mut t,
+        );
+    }
     a.apply(
         0,
         sref(2),
@@ -502,7 +505,7 @@ fn a_session_starting_in_a_window_the_partition_has_passed_is_late() {
         &mut t,
     );
     assert_eq!(t.late_events, 1);
-    assert_eq!(a.sessions_in_flight(), 1);
+    assert_eq!(a.sessions_in_flight(), 2);
 }
 
 #[test]
@@ -632,4 +635,45 @@ fn shares_of_a_window_merged_before_a_move_are_never_merged_again_from_what_is_l
 fn queries_are_normalised_and_bounded() {
     assert_eq!(normalize_query("  Red   SHOES "), "red shoes");
     assert!(normalize_query(&"ä".repeat(300)).len() <= 100);
+}
+
+#[test]
+fn one_session_stamped_far_ahead_ends_no_other_session_and_makes_no_one_late() {
+    let mut a = Aggregator::new(rules(2));
+    let mut t = Tally::default();
+    for s in [1, 2] {
+        a.apply(
+            0,
+            sref(s),
+            &ev("c", "s", T0, EventKind::PageView, "/"),
+            &mut t,
+        );
+    }
+    // A device whose clock runs a century ahead, sending again and again.
+    for i in 0..3 {
+        a.apply(
+            0,
+            sref(9),
+            &ev(
+                "f",
+                "s",
+                T0 + 100 * 365 * 24 * HOUR + i,
+                EventKind::PageView,
+                "/",
+            ),
+            &mut t,
+        );
+    }
+    assert_eq!(
+        t.sessions_assembled, 0,
+        "no session was ended by the forger's time"
+    );
+    assert_eq!(a.sessions_in_flight(), 3);
+    a.apply(
+        0,
+        sref(3),
+        &ev("d", "s", T0 + MIN, EventKind::PageView, "/"),
+        &mut t,
+    );
+    assert_eq!(t.late_events, 0, "a normal event is not late");
 }

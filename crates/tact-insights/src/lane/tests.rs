@@ -41,13 +41,16 @@ fn input() -> Vec<Vec<Vec<u8>>> {
             per[(s % 3) as usize].push(click(&format!("cust-{s}"), &format!("sess-{s}"), t, page));
         }
     }
+    // Two sessions far later close every window (one session alone never moves time).
     for (p, records) in per.iter_mut().enumerate() {
-        records.push(click(
-            &format!("flush-{p}"),
-            "flush",
-            T0 + 24 * 60 * MIN,
-            "/",
-        ));
+        for n in 0..2 {
+            records.push(click(
+                &format!("flush-{p}-{n}"),
+                &format!("flush-{n}"),
+                T0 + 24 * 60 * MIN,
+                "/",
+            ));
+        }
     }
     per
 }

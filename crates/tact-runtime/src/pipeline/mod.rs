@@ -26,14 +26,12 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 use tact_codec::decode_release;
+use tact_core::PartitionClock;
 use tact_core::{
     apply_command, apply_event, apply_release, CommandBody, Outcome, Release, Timestamp,
 };
 use tact_edge::{Cx, Emit, Input, Job, JobError, Record, RecordLimits};
-use tact_store::{
-    decode_i64, encode_i64, Commit, IndexKey, IndexPrefix, MetaKey, Partition, StateEntries,
-    StateStore,
-};
+use tact_store::{Commit, IndexKey, IndexPrefix, MetaKey, Partition, StateEntries, StateStore};
 use tact_telemetry::Metrics;
 use timers::{Firing, TimerScan};
 use work::{Arrived, Work, CLICKS};
@@ -43,8 +41,8 @@ pub struct Pipeline {
     settings: Arc<Settings>,
     emitter: Emitter,
     interleaver: Interleaver,
-    /// Event-time watermark per open partition (latest event time applied), in its metadata.
-    watermarks: HashMap<Partition, i64>,
+    /// Event time per open partition (where enough customers agree), in its metadata.
+    clocks: HashMap<Partition, PartitionClock>,
     /// Per partition, every timer index entry due before this has been handled.
     floors: HashMap<Partition, i64>,
     /// The release being announced (catalog partition, offset, release), decoded once.
@@ -65,7 +63,7 @@ impl Pipeline {
             emitter: Emitter::new(settings.output, settings.topics.clone(), metrics),
             interleaver: Interleaver::new(settings.interleave_wait),
             settings,
-            watermarks: HashMap::new(),
+            clocks: HashMap::new(),
             floors: HashMap::new(),
             release: None,
         }
@@ -79,8 +77,12 @@ impl Pipeline {
         self.emitter.summary
     }
 
+    fn clock(&self, p: Partition) -> PartitionClock {
+        self.clocks.get(&p).cloned().unwrap_or_default()
+    }
+
     fn watermark(&self, p: Partition) -> i64 {
-        self.watermarks.get(&p).copied().unwrap_or(i64::MIN)
+        self.clocks.get(&p).map_or(i64::MIN, PartitionClock::time)
     }
 
     /// Folds `ready` (in order) into one emit.
@@ -136,11 +138,11 @@ impl Pipeline {
                         }
                     }
                     // The partition's event time moved: fire what it has passed, in offset order.
-                    let wm = self.watermark(p).max(ev.event_time.millis());
-                    if self.watermarks.get(&p) != Some(&wm) {
-                        self.watermarks.insert(p, wm);
-                        scan.moved.insert(p);
-                    }
+                    let quorum = self.settings.partition_time_quorum;
+                    let clock = self.clocks.entry(p).or_default();
+                    clock.observe(&ev.customer_id, ev.event_time.millis(), quorum);
+                    let wm = clock.time();
+                    scan.moved.insert(p);
                     Firing {
                         store,
                         rules,
@@ -233,7 +235,7 @@ impl Pipeline {
         for p in scan.moved {
             emit.commit
                 .meta_puts
-                .push((p, MetaKey::Watermark, encode_i64(self.watermark(p))));
+                .push((p, MetaKey::Watermark, self.clock(p).encode()));
         }
         emit.outputs.extend(self.emitter.take());
     }
@@ -367,18 +369,21 @@ impl Job for Pipeline {
     }
 
     fn open(&mut self, cx: &Cx<'_>, p: Partition) -> Result<(), JobError> {
-        let wm = cx
-            .store
-            .meta(p, &MetaKey::Watermark)?
-            .and_then(|v| decode_i64(&v))
-            .unwrap_or(i64::MIN);
-        self.watermarks.insert(p, wm);
+        let clock = match cx.store.meta(p, &MetaKey::Watermark)? {
+            None => PartitionClock::default(),
+            Some(v) => PartitionClock::decode(&v).ok_or_else(|| {
+                JobError(format!(
+                    "partition {p}: the stored event-time clock is corrupt"
+                ))
+            })?,
+        };
+        self.clocks.insert(p, clock);
         self.floors.remove(&p);
         Ok(())
     }
 
     fn close(&mut self, p: Partition) {
-        self.watermarks.remove(&p);
+        self.clocks.remove(&p);
         self.floors.remove(&p);
         self.interleaver.forget(p);
     }

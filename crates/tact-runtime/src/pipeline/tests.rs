@@ -4,7 +4,7 @@ use tact_codec::{decode_decision, encode_click, encode_command, InputFormat};
 use tact_core::{ClickEvent, CommandBody, ProfileCommand, Purpose, Timestamp};
 use tact_edge::{Offline, OfflineTopics, OutRecord, OutboxEntry};
 use tact_kafka::Kind;
-use tact_store::{MemoryStore, StateKey};
+use tact_store::{decode_i64, encode_i64, MemoryStore, StateKey};
 use tact_telemetry::Names;
 use work::COMMANDS;
 
@@ -354,14 +354,24 @@ fn an_abandoned_cart_is_nudged_once_when_other_customers_event_time_passes_its_d
         rec(COMMANDS, 0, 0, "c1", consent("c1", Purpose::Marketing)),
         rec(CLICKS, 0, 0, "c1", cart("e-cart", "c1", 9 * 60)),
     ]);
-    // Another customer's event 3 hours later moves event time past the 2-hour abandonment mark.
-    let out = run.feed(vec![rec(
-        CLICKS,
-        0,
-        1,
-        "c2",
-        click("e-other", "c2", 12 * 60, "books", "b1"),
-    )]);
+    // Two other customers' events 3 hours later move event time past the 2-hour abandonment
+    // mark (one alone would not: see the clock).
+    let out = run.feed(vec![
+        rec(
+            CLICKS,
+            0,
+            1,
+            "c2",
+            click("e-other", "c2", 12 * 60, "books", "b1"),
+        ),
+        rec(
+            CLICKS,
+            0,
+            2,
+            "c3",
+            click("e-third", "c3", 12 * 60, "books", "b1"),
+        ),
+    ]);
     let nudges = decisions_of(&out, "OUTBOUND_NUDGE");
     assert_eq!(nudges.len(), 1, "{nudges:?}");
     assert_eq!(nudges[0].customer_id, "c1");
@@ -426,14 +436,24 @@ fn more_timers_due_at_one_instant_than_a_page_all_fire_without_stalling() {
         .collect();
     run.feed(carts);
     let mut nudged = std::collections::HashSet::new();
-    for (offset, minute) in [(1001, 12 * 60), (1002, 12 * 60 + 1)] {
-        let out = run.feed(vec![rec(
-            CLICKS,
-            0,
-            offset,
-            "clock",
-            click(&format!("t{offset}"), "clock", minute, "books", "b"),
-        )]);
+    for (offset, minute) in [(1001, 12 * 60), (1003, 12 * 60 + 1)] {
+        // Two customers move event time (one alone does not).
+        let out = run.feed(
+            ["clock-a", "clock-b"]
+                .iter()
+                .enumerate()
+                .map(|(i, who)| {
+                    let o = offset + i as i64;
+                    rec(
+                        CLICKS,
+                        0,
+                        o,
+                        who,
+                        click(&format!("t{o}"), who, minute, "books", "b"),
+                    )
+                })
+                .collect(),
+        );
         for (_, r) in &out.records {
             if let Ok(s) = tact_codec::decode_suppressed(r.value.as_deref().unwrap_or_default()) {
                 if s.kind == "OUTBOUND_NUDGE" {
@@ -701,4 +721,64 @@ fn an_event_retried_at_later_offsets_counts_once_and_recommends_nothing_more() {
     restarted.feed(vec![rec(CLICKS, 0, 3, "c1", view)]);
     assert_eq!(restarted.off.job.summary().duplicates, 1);
     assert_eq!(restarted.state(0, "c1"), Some(state), "nothing changed");
+}
+
+#[test]
+fn one_customer_stamped_far_ahead_fires_no_one_elses_timers() {
+    let mut run = Run::new();
+    run.feed(vec![
+        rec(COMMANDS, 0, 0, "c1", consent("c1", Purpose::Marketing)),
+        rec(CLICKS, 0, 0, "c1", cart("e-cart", "c1", 9 * 60)),
+        rec(
+            CLICKS,
+            0,
+            1,
+            "c2",
+            click("e-c2", "c2", 9 * 60 + 5, "books", "b1"),
+        ),
+    ]);
+    let before = run.state(0, "c2").expect("c2");
+    assert!(before.session.is_some());
+    // A device whose clock runs a century ahead (and stays there).
+    let year_2126 = 100 * 365 * 24 * 60;
+    let mut out = run.feed(vec![rec(
+        CLICKS,
+        0,
+        2,
+        "forger",
+        click("e-f1", "forger", year_2126, "books", "b2"),
+    )]);
+    out.records.extend(
+        run.feed(vec![rec(
+            CLICKS,
+            0,
+            3,
+            "forger",
+            click("e-f2", "forger", year_2126 + 1, "books", "b3"),
+        )])
+        .records,
+    );
+    assert!(
+        decisions_of(&out, "OUTBOUND_NUDGE").is_empty(),
+        "c1's cart nudge fired early"
+    );
+    assert_eq!(run.state(0, "c2"), Some(before), "c2's session ended early");
+    // Others moving on in the normal way still fire it, when its time has come.
+    let out = run.feed(vec![
+        rec(
+            CLICKS,
+            0,
+            4,
+            "c2",
+            click("e-c2b", "c2", 12 * 60, "books", "b1"),
+        ),
+        rec(
+            CLICKS,
+            0,
+            5,
+            "c3",
+            click("e-c3", "c3", 12 * 60, "books", "b1"),
+        ),
+    ]);
+    assert_eq!(decisions_of(&out, "OUTBOUND_NUDGE").len(), 1);
 }

@@ -27,7 +27,7 @@ pub struct TimerScan {
     batch_due: HashMap<Partition, BinaryHeap<Reverse<(i64, String)>>>,
     /// Index entries whose customer's state no longer wants them.
     pub stale: Vec<Timer>,
-    /// Partitions whose watermark moved.
+    /// Partitions whose event-time clock changed (written with the call).
     pub moved: HashSet<Partition>,
 }
 
