@@ -11,7 +11,8 @@ Setup shared by every test:
     story needs one, a catalog TOML written to the test's temp dir.
   * Topics have ONE partition: timers (session end, abandoned cart) fire when the event-time
     watermark of the input partition passes them, so any later event moves every customer's
-    timers (a "clock" customer's page view stands for "time passes").
+    timers (page views of two "clock" customers stand for "time passes": a partition's event time
+    moves only where two customers agree).
   * ``pipeline.idle_timer_wall_clock_ms = 0``: only event time moves timers (event times are on a
     fixed day in March 2026, far from the wall clock).
   * Event times are in daytime UTC (the policy's quiet hours are 21:00-08:00, default zone UTC).
@@ -421,7 +422,8 @@ def test_visitor_who_only_browsed_gets_no_email_the_next_day(shop):
     cart = [s.ev("cart", "s1", at(0, "10:20"), "PRODUCT_VIEW", category="kitchen", product_id="kettle-1"),
             s.ev("cart", "s1", at(0, "10:21"), "ADD_TO_CART", items=[{"product_id": "kettle-1", "category": "kitchen",
                                                                       "quantity": 1, "unit_price_cents": 3999}])]
-    next_day = [s.ev("clock", "s1", at(1, "11:00"), "PAGE_VIEW", page="/")]  # time passes on the partition
+    # time passes on the partition (two customers agree: one alone never moves it)
+    next_day = [s.ev(who, "s1", at(1, "11:00"), "PAGE_VIEW", page="/") for who in ("clock", "clock2")]
     s.clicks(sorted(browser + unconsented + cart, key=lambda e: e["event_time"]) + next_day)
     s.read()
 
@@ -667,7 +669,8 @@ def test_gpc_on_an_event_stops_the_abandoned_cart_email(shop):
     s.clicks(sorted(control + gpc, key=lambda e: e["event_time"]))
     s.read()
     assert s.decisions_of("control", "OUTBOUND_NUDGE") == [], "not before the cart is 120 minutes old"
-    s.clicks([s.ev("clock", "s1", at(0, "12:10"), "PAGE_VIEW", page="/")])  # event time passes 12:03
+    # event time passes 12:03 (two customers agree: one alone never moves it)
+    s.clicks([s.ev(who, "s1", at(0, "12:10"), "PAGE_VIEW", page="/") for who in ("clock", "clock2")])
     s.read()
 
     [nudge] = s.decisions_of("control", "OUTBOUND_NUDGE")
