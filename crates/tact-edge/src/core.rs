@@ -6,7 +6,7 @@
 use crate::assemble::assemble;
 use crate::changelog::{self, Entry};
 use crate::job::{Cx, Emit, Input, Job, Record};
-use crate::outbox::OutboxEntry;
+use crate::outbox::{InFlight, OutboxEntry};
 use crate::purger::Purger;
 use crate::settings::EdgeSettings;
 use crate::EdgeError;
@@ -145,7 +145,7 @@ pub(crate) struct Core<J: Job> {
     reader: BaseConsumer<crate::edge::StatsContext>,
     relay: Relay,
     /// Records of batches not yet done, for sending in their stage and re-sending.
-    records: HashMap<u64, (Partition, OutboxEntry)>,
+    records: InFlight,
     next_seq: u64,
     markers: HashMap<u64, Partition>,
     next_marker: u64,
@@ -284,7 +284,7 @@ impl<J: Job> Core<J> {
             global_current: None,
             reader: p.reader,
             relay: Relay::new(),
-            records: HashMap::new(),
+            records: InFlight::default(),
             next_seq,
             markers: HashMap::new(),
             next_marker: MARKER_BASE,
@@ -396,6 +396,9 @@ impl<J: Job> Core<J> {
         self.metrics
             .outbox_pending
             .set(i64::try_from(self.relay.outstanding()).unwrap_or(i64::MAX));
+        self.metrics
+            .outbox_pending_bytes
+            .set(i64::try_from(self.records.bytes()).unwrap_or(i64::MAX));
     }
 
     // ---- sending ----------------------------------------------------------------------------
@@ -414,7 +417,7 @@ impl<J: Job> Core<J> {
     /// Hands one outbox record to the producer; returns the refusal when the record is too
     /// large to be sent as it is.
     fn produce(&mut self, seq: u64) -> Result<Option<String>, EdgeError> {
-        let Some((p, entry)) = self.records.get(&seq) else {
+        let Some((p, entry)) = self.records.get(seq) else {
             return Ok(None); // withdrawn by an erasure
         };
         let r = &entry.record;
@@ -459,14 +462,11 @@ impl<J: Job> Core<J> {
     /// partition); one without a smaller form stops the process (a configuration problem).
     /// Returns what to send now.
     fn refused_too_large(&mut self, seq: u64, refusal: &str) -> Result<Vec<u64>, EdgeError> {
-        let Some((p, entry)) = self.records.get_mut(&seq) else {
+        let Some((p, topic, had_smaller)) = self.records.shrink(seq) else {
             return Ok(Vec::new());
         };
-        let p = *p;
-        let topic = entry.record.topic.clone();
-        if let Some(smaller) = entry.record.fallback.take() {
+        if had_smaller {
             tracing::warn!(partition = p, %topic, error = %refusal, "record refused as too large; sending its smaller form");
-            entry.record.value = Some(smaller);
             self.shrunk.insert(seq);
             self.metrics
                 .oversized_outputs
@@ -480,7 +480,7 @@ impl<J: Job> Core<J> {
                 .oversized_outputs
                 .get_or_create(&ActionLabel { action: "dropped" })
                 .inc();
-            self.records.remove(&seq);
+            self.records.remove(seq);
             self.deletable.push((p, seq));
             return Ok(self.relay.withdraw(&[seq]));
         }
@@ -525,7 +525,7 @@ impl<J: Job> Core<J> {
             self.send(again)?;
         }
         for (p, seq) in self.relay.take_deletable() {
-            self.records.remove(&seq);
+            self.records.remove(seq);
             self.shrunk.remove(&seq);
             self.deletable.push((p, seq));
         }
@@ -537,6 +537,7 @@ impl<J: Job> Core<J> {
     /// Whether the broker is too far behind to take more input.
     pub(crate) fn backpressured(&self) -> bool {
         self.relay.outstanding() >= self.s.max_in_flight
+            || self.records.bytes() >= self.s.max_in_flight_bytes
     }
 
     // ---- committing -------------------------------------------------------------------------
@@ -580,10 +581,10 @@ impl<J: Job> Core<J> {
             self.applied.insert((*p, *input), *offset);
         }
         for (seq, p, entry) in a.entries {
-            self.records.insert(seq, (p, entry));
+            self.records.insert(seq, p, entry);
         }
         for s in &a.withdrawn {
-            self.records.remove(s);
+            self.records.remove(*s);
             self.shrunk.remove(s);
         }
         let mut send = self.relay.withdraw(&a.withdrawn);
@@ -952,10 +953,10 @@ impl<J: Job> Core<J> {
         self.tenure.remove(&p);
         self.resume_offsets.remove(&p);
         for seq in self.relay.drop_partition(p) {
-            self.records.remove(&seq);
+            self.records.remove(seq);
         }
-        self.records.retain(|_, (q, _)| *q != p);
-        self.shrunk.retain(|s| self.records.contains_key(s));
+        self.records.forget_partition(p);
+        self.shrunk.retain(|s| self.records.contains(*s));
         self.deletable.retain(|(q, _)| *q != p);
         self.checkpoints.retain(|(q, _)| *q != p);
         self.applied.retain(|(q, _), _| *q != p);
@@ -1418,7 +1419,7 @@ impl<J: Job> Core<J> {
                 Kind::ChangelogData => data.push(seq),
                 Kind::ChangelogMeta => meta.push(seq),
             }
-            self.records.insert(seq, (p, entry));
+            self.records.insert(seq, p, entry);
         }
         let send = self.relay.open(p, offsets, outputs, data, meta);
         self.send(send)

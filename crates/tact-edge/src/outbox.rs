@@ -35,6 +35,74 @@ impl OutRecord {
     }
 }
 
+/// The outbox records in memory until the broker acknowledges them, and how many bytes they
+/// hold (what bounds the memory of a process whose broker stalls).
+#[derive(Debug, Default)]
+pub(crate) struct InFlight {
+    records: std::collections::HashMap<u64, (tact_store::Partition, OutboxEntry)>,
+    bytes: usize,
+}
+
+fn size(e: &OutboxEntry) -> usize {
+    let r = &e.record;
+    r.topic.len()
+        + r.key.len()
+        + r.value.as_ref().map_or(0, Vec::len)
+        + r.fallback.as_ref().map_or(0, Vec::len)
+}
+
+impl InFlight {
+    pub fn insert(&mut self, seq: u64, p: tact_store::Partition, entry: OutboxEntry) {
+        self.bytes += size(&entry);
+        if let Some((_, old)) = self.records.insert(seq, (p, entry)) {
+            self.bytes -= size(&old);
+        }
+    }
+
+    pub fn remove(&mut self, seq: u64) -> Option<(tact_store::Partition, OutboxEntry)> {
+        let gone = self.records.remove(&seq)?;
+        self.bytes -= size(&gone.1);
+        Some(gone)
+    }
+
+    pub fn get(&self, seq: u64) -> Option<&(tact_store::Partition, OutboxEntry)> {
+        self.records.get(&seq)
+    }
+
+    pub fn contains(&self, seq: u64) -> bool {
+        self.records.contains_key(&seq)
+    }
+
+    /// Replaces a record's value with its smaller form; returns (partition, topic) if it had one.
+    pub fn shrink(&mut self, seq: u64) -> Option<(tact_store::Partition, String, bool)> {
+        let (p, entry) = self.records.get_mut(&seq)?;
+        let before = size(entry);
+        let smaller = entry.record.fallback.take();
+        let had = smaller.is_some();
+        if let Some(s) = smaller {
+            entry.record.value = Some(s);
+        }
+        self.bytes = self.bytes - before + size(entry);
+        Some((*p, entry.record.topic.clone(), had))
+    }
+
+    pub fn forget_partition(&mut self, p: tact_store::Partition) {
+        let mut freed = 0;
+        self.records.retain(|_, (q, e)| {
+            let keep = *q != p;
+            if !keep {
+                freed += size(e);
+            }
+            keep
+        });
+        self.bytes -= freed;
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+}
+
 /// An outbox entry: the record and the relay stage it belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboxEntry {

@@ -39,6 +39,9 @@ pub struct EdgeSettings {
     pub idle_after: Option<Duration>,
     /// Records produced and not yet acknowledged beyond which no new input is polled.
     pub max_in_flight: usize,
+    /// ... or beyond this many bytes of them (keys and values): what bounds the memory of a
+    /// process whose broker stalls.
+    pub max_in_flight_bytes: usize,
     /// Partitions this store holds data of but the group did not give back are dropped this long
     /// after the first assignment.
     pub orphan_grace: Duration,

@@ -83,6 +83,12 @@ impl Job for Counter {
                     Some(b"huge") => {
                         OutRecord::keyed(OUT, key.clone().into_bytes(), vec![b'x'; 60_000])
                     }
+                    // 10 KB of output (trailing spaces, which the readers trim).
+                    Some(b"wide") => {
+                        let mut v = counted;
+                        v.resize(10_000, b' ');
+                        OutRecord::keyed(OUT, key.clone().into_bytes(), v)
+                    }
                     _ => OutRecord::keyed(OUT, key.clone().into_bytes(), counted),
                 };
                 emit.outputs.push((r.partition, out));
@@ -131,6 +137,7 @@ fn settings(bootstrap: &str, group: &str) -> EdgeSettings {
         revoke_deadline: Duration::from_secs(5),
         idle_after: None,
         max_in_flight: 10_000,
+        max_in_flight_bytes: 64 << 20,
         orphan_grace: Duration::from_secs(1),
         require_compaction: false,
         connect_timeout: Duration::from_secs(10),
@@ -246,7 +253,11 @@ fn outputs(bootstrap: &str) -> Vec<String> {
     let mut idle = Instant::now();
     while idle.elapsed() < Duration::from_millis(700) {
         if let Some(Ok(m)) = c.poll(Duration::from_millis(50)) {
-            out.push(String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned());
+            out.push(
+                String::from_utf8_lossy(m.payload().unwrap_or_default())
+                    .trim_end()
+                    .to_owned(),
+            );
             idle = Instant::now();
         }
     }
@@ -504,6 +515,70 @@ fn a_record_too_large_to_send_without_a_smaller_form_stops_the_edge_with_what_to
             && err.contains("message.max.bytes"),
         "{err}"
     );
+}
+
+#[test]
+fn a_stalled_broker_pauses_the_input_once_the_unacknowledged_bytes_reach_their_bound() {
+    // The output topic's broker goes down; input keeps arriving, each record producing 10 KB.
+    let mock = MockCluster::new(2).expect("mock cluster");
+    mock.create_topic(IN, PARTITIONS, 1).expect("topic");
+    mock.create_topic(CHANGELOG, PARTITIONS, 1).expect("topic");
+    mock.create_topic(OUT, 1, 1).expect("topic");
+    for p in 0..PARTITIONS {
+        mock.partition_leader(IN, p, Some(1)).expect("leader");
+        mock.partition_leader(CHANGELOG, p, Some(1))
+            .expect("leader");
+    }
+    mock.partition_leader(OUT, 0, Some(2)).expect("leader");
+    mock.coordinator(MockCoordinator::Group("g9".into()), 1)
+        .expect("coordinator");
+    let bootstrap = mock.bootstrap_servers();
+    let keys: Vec<String> = (0..8).map(|i| format!("w{i}")).collect();
+    let mut s = settings(&bootstrap, "g9");
+    s.max_in_flight_bytes = 200_000;
+    let a = start_with(s, Arc::new(MemoryStore::new()));
+    a.wait_owning(i64::from(PARTITIONS), Duration::from_secs(60));
+    mock.broker_down(2).expect("output broker down");
+    let wide: HashMap<usize, &str> = (0..600).map(|i| (i, "wide")).collect();
+    produce_payloads(&bootstrap, &keys, 0, 600, &wide);
+    let consumed = || {
+        a.metrics
+            .events_consumed
+            .get_or_create(&tact_telemetry::TopicLabel { topic: "in" })
+            .get()
+    };
+    // It reads until the bound, then waits; what it holds stays near the bound (a batch per
+    // partition over at most), however long the broker is away.
+    let mut last = u64::MAX;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        std::thread::sleep(Duration::from_secs(2));
+        let now = consumed();
+        if now == last || Instant::now() > deadline {
+            break;
+        }
+        last = now;
+    }
+    let held = a.metrics.outbox_pending_bytes.get();
+    assert!(
+        consumed() > 0 && consumed() < 600,
+        "read {} of 600 while the broker was away",
+        consumed()
+    );
+    assert!(
+        (200_000..200_000 + 4 * 50 * 10_100).contains(&held),
+        "{held} bytes held for a bound of 200000"
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        consumed(),
+        last,
+        "reading went on while the output could not be delivered"
+    );
+    // Back: everything is delivered, nothing lost.
+    mock.broker_up(2).expect("output broker up");
+    wait_complete(&bootstrap, &expected(&keys, 600), Duration::from_secs(120));
+    a.stop();
 }
 
 /// Every record of one changelog partition: offset, key, value and the tenure header.

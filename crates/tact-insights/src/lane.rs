@@ -513,6 +513,7 @@ pub fn edge_settings(s: &InsightsSettings) -> EdgeSettings {
         revoke_deadline: s.revoke_deadline,
         idle_after: s.idle_advance,
         max_in_flight: 50_000,
+        max_in_flight_bytes: 64 << 20,
         orphan_grace: Duration::from_secs(30),
         require_compaction: true,
         connect_timeout: Duration::from_secs(30),

@@ -101,6 +101,7 @@ struct RawPipeline {
     commit_interval_ms: u64,
     idle_timer_wall_clock_ms: u64,
     partition_time_quorum: u64,
+    max_unacknowledged_mb: u64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -197,6 +198,8 @@ pub struct Settings {
     /// How many distinct customers must have reached an event time before it becomes the
     /// partition's (which fires quiet customers' timers).
     pub partition_time_quorum: usize,
+    /// Input pauses while the records not yet acknowledged hold more bytes than this.
+    pub max_unacknowledged_bytes: usize,
     pub http_listen: SocketAddr,
     /// The read-only admin endpoint (`/customers/{id}`); `None`: off.
     pub admin_listen: Option<SocketAddr>,
@@ -359,6 +362,11 @@ impl RawConfig {
         );
         require(
             &mut p,
+            (1..=65_536).contains(&self.pipeline.max_unacknowledged_mb),
+            "pipeline.max_unacknowledged_mb: must be between 1 and 65536",
+        );
+        require(
+            &mut p,
             (8..=65_536).contains(&self.state.block_cache_mb),
             "state.block_cache_mb: must be between 8 and 65536",
         );
@@ -504,6 +512,8 @@ impl RawConfig {
                 .then(|| Duration::from_millis(self.pipeline.idle_timer_wall_clock_ms)),
             partition_time_quorum: usize::try_from(self.pipeline.partition_time_quorum)
                 .unwrap_or(32),
+            max_unacknowledged_bytes: usize::try_from(self.pipeline.max_unacknowledged_mb << 20)
+                .unwrap_or(usize::MAX),
             http_listen: listen.map_err(|_| ConfigError { problems: vec![] })?,
             admin_listen: admin,
             log_format: self.log.format,

@@ -45,6 +45,7 @@ pub fn edge_settings(s: &Settings) -> EdgeSettings {
         revoke_deadline: s.revoke_deadline,
         idle_after: s.idle_timer_wall_clock,
         max_in_flight: 100_000,
+        max_in_flight_bytes: s.max_unacknowledged_bytes,
         orphan_grace: Duration::from_secs(30),
         require_compaction: true,
         connect_timeout: Duration::from_secs(30),

@@ -89,6 +89,7 @@ pub struct EdgeMetrics {
     pub events_skipped: Family<TopicLabel, Counter>,
     pub batch_duration: Histogram,
     pub outbox_pending: Gauge,
+    pub outbox_pending_bytes: Gauge,
     pub consumer_lag: Family<TopicPartition, Gauge>,
     pub store_size: Gauge<u64, AtomicU64>,
     pub delivery_errors: Counter,
@@ -120,6 +121,7 @@ impl EdgeMetrics {
             events_consumed: Family::default(),
             events_skipped: Family::default(),
             outbox_pending: Gauge::default(),
+            outbox_pending_bytes: Gauge::default(),
             consumer_lag: Family::default(),
             store_size: Gauge::default(),
             delivery_errors: Counter::default(),
@@ -159,6 +161,12 @@ impl EdgeMetrics {
             "outbox_pending",
             "Records written but not yet acknowledged by the broker",
             m.outbox_pending.clone(),
+        );
+        r.register_with_unit(
+            "outbox_pending",
+            "Bytes (keys and values) of the records written but not yet acknowledged, held in memory; input pauses beyond pipeline.max_unacknowledged_mb",
+            Unit::Bytes,
+            m.outbox_pending_bytes.clone(),
         );
         r.register_with_unit(
             "consumer_lag",
