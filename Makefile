@@ -7,7 +7,7 @@ TACT_RELEASE := $(CARGO_TARGET_DIR)/release/tact
 DURATION ?=
 PYTHON ?= python3
 
-.PHONY: demo test unit e2e bench bench-smoke bench-deps deps test-deps build check-core lint fmt
+.PHONY: demo test unit e2e fuzz bench bench-smoke bench-deps deps test-deps build check-core lint fmt
 
 deps:
 	@scripts/install-deps.sh
@@ -23,11 +23,20 @@ demo: build
 	$(TACT_DEBUG) demo $(if $(DURATION),--duration $(DURATION),)
 
 ## Everything: unit and property tests, the core's dependency rule, formatting and clippy,
-## end-to-end tests on tansu, and the benchmark drivers on tiny sizes (bench-smoke).
-test: test-deps check-core unit lint e2e bench-smoke
+## a short fuzzing run, end-to-end tests on tansu, and the benchmark drivers on tiny sizes.
+test: test-deps check-core unit lint
+	$(MAKE) fuzz FUZZ_SECONDS=3
+	$(MAKE) e2e bench-smoke
 
 unit: deps
 	cargo test --workspace --no-fail-fast
+
+## Mutation fuzzing of every decoder (click events, commands, releases, stored state, the policy
+## file) from the corpus in fuzz/corpus/, FUZZ_SECONDS per target (`cargo test` runs 1 s each).
+## A failure prints TACT_FUZZ_SEED=... to replay it.
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	TACT_FUZZ_SECONDS=$(FUZZ_SECONDS) cargo test -p tact-codec --test fuzz -- --nocapture
 
 e2e: test-deps build
 	TACT_BIN=$(TACT_DEBUG) $(PYTHON) -m pytest tests/e2e -q -ra
