@@ -864,7 +864,10 @@ def run_tact(args, bootstrap: str, workdir: Path, inp: Input, tact: TactProc) ->
     def done(target):
         def cond(t: TactProc) -> bool:
             consumed = t.m("tact_events_consumed_total", 'topic="clickstream"')
-            return consumed is not None and consumed >= target and t.m("tact_outbox_pending") == 0
+            # Consumed is not applied: records the interleaver holds back have produced nothing
+            # yet (so nothing is pending either).
+            return (consumed is not None and consumed >= target and t.m("tact_outbox_pending") == 0
+                    and t.m("tact_interleave_held") == 0)
         return cond
 
     code = ru = None

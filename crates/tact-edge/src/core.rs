@@ -725,12 +725,15 @@ impl<J: Job> Core<J> {
         }
         let started = Instant::now();
         let mut fresh = Vec::with_capacity(batch.len());
+        // Counted as consumed once the job's answer is committed (below), so that a reader who
+        // sees N consumed also sees what they produced pending (no window between the two).
+        let mut consumed: Vec<&'static str> = Vec::with_capacity(batch.len());
         for r in batch {
             if !matches!(self.parts.get(&r.partition), Some(Part::Active)) {
                 continue; // revoked meanwhile: its new owner reads it again
             }
             let label = self.input_label(r.input);
-            self.metrics.consumed(label);
+            consumed.push(label);
             if self
                 .applied
                 .get(&(r.partition, r.input))
@@ -745,6 +748,9 @@ impl<J: Job> Core<J> {
             fresh.push(r);
         }
         if fresh.is_empty() && held == 0 {
+            for label in consumed {
+                self.metrics.consumed(label);
+            }
             return Ok(());
         }
         let active = self.active();
@@ -756,6 +762,9 @@ impl<J: Job> Core<J> {
             .process(&Self::cx(&view, &active, count), fresh)
             .map_err(|e| EdgeError::Fatal(e.0))?;
         self.apply(emit)?;
+        for label in consumed {
+            self.metrics.consumed(label);
+        }
         self.metrics
             .batch_duration
             .observe(started.elapsed().as_secs_f64());
