@@ -27,8 +27,8 @@ copy of the input topic), and only the CPU after that point is counted: warm sta
 start-up excluded; the restore then restores that state. See bench/README.md.
 
 Usage:
-  python3 bench/e2e_bench.py --smoke --tact-bin /root/.cache/tact/target/debug/tact
-  python3 bench/e2e_bench.py --tact-bin /root/.cache/tact/target/release/tact --json bench.json
+  python3 bench/e2e_bench.py --smoke --tact-bin "$CARGO_TARGET_DIR/debug/tact"
+  python3 bench/e2e_bench.py --tact-bin "$CARGO_TARGET_DIR/release/tact" --json bench.json
   python3 bench/e2e_bench.py --prefill-customers 1000000 --tact-bin .../release/tact --json bench-1m.json
 """
 from __future__ import annotations
@@ -54,8 +54,10 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 SCHEMAS = REPO / "schemas"
-DEFAULT_TACT_BIN = "/root/.cache/tact/target/release/tact"
-FALLBACK_TACT_BIN = "/root/.cache/tact/target/debug/tact"
+# The build directory the Makefile and .ci/run use: $CARGO_TARGET_DIR, else ~/.cache/tact/target.
+TARGET_DIR = Path(os.environ.get("CARGO_TARGET_DIR") or Path.home() / ".cache/tact/target")
+DEFAULT_TACT_BIN = str(TARGET_DIR / "release/tact")
+FALLBACK_TACT_BIN = str(TARGET_DIR / "debug/tact")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 

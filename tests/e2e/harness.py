@@ -45,7 +45,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 E2E_DIR = Path(__file__).resolve().parent
 REPO_ROOT = E2E_DIR.parents[1]
 SCHEMA_DIR = REPO_ROOT / "schemas"
-DEFAULT_TACT_BIN = Path(os.environ.get("CARGO_TARGET_DIR", "/root/.cache/tact/target")) / "debug" / "tact"
+DEFAULT_TACT_BIN = Path(os.environ.get("CARGO_TARGET_DIR") or Path.home() / ".cache/tact/target") / "debug" / "tact"
 
 SINGLE_OBJECT_MAGIC = b"\xc3\x01"
 CONFLUENT_MAGIC = b"\x00"

@@ -304,6 +304,30 @@ fn cluster() -> (
     (mock, bootstrap)
 }
 
+/// Two brokers: input, changelog and `group`'s coordinator on the first, the output topic on the
+/// second, so output can stop while input still flows.
+fn split_cluster(
+    group: &str,
+) -> (
+    MockCluster<'static, tact_kafka::rdkafka::producer::DefaultProducerContext>,
+    String,
+) {
+    let mock = MockCluster::new(2).expect("mock cluster");
+    mock.create_topic(IN, PARTITIONS, 1).expect("topic");
+    mock.create_topic(CHANGELOG, PARTITIONS, 1).expect("topic");
+    mock.create_topic(OUT, 1, 1).expect("topic");
+    for p in 0..PARTITIONS {
+        mock.partition_leader(IN, p, Some(1)).expect("leader");
+        mock.partition_leader(CHANGELOG, p, Some(1))
+            .expect("leader");
+    }
+    mock.partition_leader(OUT, 0, Some(2)).expect("leader");
+    mock.coordinator(MockCoordinator::Group(group.into()), 1)
+        .expect("coordinator");
+    let bootstrap = mock.bootstrap_servers();
+    (mock, bootstrap)
+}
+
 fn expected(keys: &[String], n: usize) -> BTreeMap<String, i64> {
     let mut e = BTreeMap::new();
     for i in 0..n {
@@ -387,20 +411,7 @@ fn a_lost_disk_is_restored_from_the_changelog() {
 
 #[test]
 fn a_drain_with_output_in_flight_keeps_its_deadline_and_the_restart_sends_the_rest() {
-    // Two brokers: the output topic's on the second, so it can go away while input still flows.
-    let mock = MockCluster::new(2).expect("mock cluster");
-    mock.create_topic(IN, PARTITIONS, 1).expect("topic");
-    mock.create_topic(CHANGELOG, PARTITIONS, 1).expect("topic");
-    mock.create_topic(OUT, 1, 1).expect("topic");
-    for p in 0..PARTITIONS {
-        mock.partition_leader(IN, p, Some(1)).expect("leader");
-        mock.partition_leader(CHANGELOG, p, Some(1))
-            .expect("leader");
-    }
-    mock.partition_leader(OUT, 0, Some(2)).expect("leader");
-    mock.coordinator(MockCoordinator::Group("g5".into()), 1)
-        .expect("coordinator");
-    let bootstrap = mock.bootstrap_servers();
+    let (mock, bootstrap) = split_cluster("g5");
     let keys: Vec<String> = (0..6).map(|i| format!("f{i}")).collect();
     let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
     let mut s = settings(&bootstrap, "g5");
@@ -520,19 +531,7 @@ fn a_record_too_large_to_send_without_a_smaller_form_stops_the_edge_with_what_to
 #[test]
 fn a_stalled_broker_pauses_the_input_once_the_unacknowledged_bytes_reach_their_bound() {
     // The output topic's broker goes down; input keeps arriving, each record producing 10 KB.
-    let mock = MockCluster::new(2).expect("mock cluster");
-    mock.create_topic(IN, PARTITIONS, 1).expect("topic");
-    mock.create_topic(CHANGELOG, PARTITIONS, 1).expect("topic");
-    mock.create_topic(OUT, 1, 1).expect("topic");
-    for p in 0..PARTITIONS {
-        mock.partition_leader(IN, p, Some(1)).expect("leader");
-        mock.partition_leader(CHANGELOG, p, Some(1))
-            .expect("leader");
-    }
-    mock.partition_leader(OUT, 0, Some(2)).expect("leader");
-    mock.coordinator(MockCoordinator::Group("g9".into()), 1)
-        .expect("coordinator");
-    let bootstrap = mock.bootstrap_servers();
+    let (mock, bootstrap) = split_cluster("g9");
     let keys: Vec<String> = (0..8).map(|i| format!("w{i}")).collect();
     let mut s = settings(&bootstrap, "g9");
     s.max_in_flight_bytes = 200_000;
