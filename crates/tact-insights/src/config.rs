@@ -369,15 +369,22 @@ impl RawConfig {
             i.detour_min_steps >= 1,
             "insights.detour_min_steps: must be at least 1",
         );
-        p.extend(tact_kafka::check_client(self.kafka.client.iter().map(
-            |(k, v)| {
+        // librdkafka settings as written (keys) and as librdkafka reads them (values).
+        let client: Vec<(String, String)> = self
+            .kafka
+            .client
+            .iter()
+            .map(|(k, v)| {
                 let v = match v {
                     toml::Value::String(s) => s.clone(),
                     other => other.to_string(),
                 };
-                (k.as_str(), v)
-            },
-        )));
+                (k.clone(), v)
+            })
+            .collect();
+        p.extend(tact_kafka::check_client(
+            client.iter().map(|(k, v)| (k.as_str(), v.clone())),
+        ));
         let policy_file =
             (!self.rules.policy_file.as_os_str().is_empty()).then_some(self.rules.policy_file);
         let sensitivity = match &policy_file {
@@ -418,17 +425,9 @@ impl RawConfig {
             bootstrap_servers: self.kafka.bootstrap_servers,
             group_id: self.kafka.group_id,
             instance_id: (!instance.is_empty()).then_some(instance),
-            client: self
-                .kafka
-                .client
+            client: client
                 .into_iter()
-                .map(|(k, v)| {
-                    let v = match v {
-                        toml::Value::String(s) => s,
-                        other => other.to_string(),
-                    };
-                    (k.replace('_', "."), v)
-                })
+                .map(|(k, v)| (k.replace('_', "."), v))
                 .collect(),
             clickstream_topic: self.topics.clickstream,
             insights_topic: self.topics.insights,
