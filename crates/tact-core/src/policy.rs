@@ -172,7 +172,9 @@ pub struct Policy {
     pub max_recent_products: u32,
     pub max_purchases: u32,
     /// A click event whose id the customer sent within this many minutes (of event time) is a
-    /// retry: applied once. 0: no de-duplication.
+    /// retry: applied once. The customer's last 8 event ids are remembered whatever their age,
+    /// so a retry arriving after the first event of their next visit is still one. 0: no
+    /// de-duplication.
     pub duplicate_window_minutes: u32,
     /// At most this many recent event ids are remembered per customer.
     pub max_remembered_events: u32,

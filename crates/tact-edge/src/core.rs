@@ -5,6 +5,7 @@
 
 use crate::assemble::assemble;
 use crate::changelog::{self, Entry};
+use crate::failpoint::crash_point;
 use crate::job::{Cx, Emit, Input, Job, Record};
 use crate::outbox::{InFlight, OutboxEntry};
 use crate::purger::Purger;
@@ -507,7 +508,10 @@ impl<J: Job> Core<J> {
                 continue;
             }
             let again = match report.result {
-                Ok((_, offset)) => self.relay.acked(report.seq, offset),
+                Ok((_, offset)) => {
+                    crash_point("edge::after_delivery");
+                    self.relay.acked(report.seq, offset)
+                }
                 Err(e) if e.too_large => {
                     self.metrics.delivery_errors.inc();
                     let mut again = self.relay.failed(report.seq);
@@ -576,6 +580,7 @@ impl<J: Job> Core<J> {
         } else {
             self.purger.schedule(|| self.write(&a.commit), purge)?;
         }
+        crash_point("edge::after_store_commit");
         self.next_seq = a.next_seq;
         for (p, input, offset) in &a.applied {
             self.applied.insert((*p, *input), *offset);
@@ -592,6 +597,7 @@ impl<J: Job> Core<J> {
             send.extend(self.relay.open(p, b.offsets, b.outputs, b.data, b.meta));
         }
         self.send(send)?;
+        crash_point("edge::after_send");
         self.update_gauges();
         Ok(())
     }
@@ -611,6 +617,7 @@ impl<J: Job> Core<J> {
         self.bookkeeping(&mut commit);
         if !commit.is_empty() {
             self.write(&commit)?;
+            crash_point("edge::after_outbox_delete");
         }
         for (topic, partition, next) in self.relay.take_committable() {
             let slot = self.commit_wanted.entry((topic, partition)).or_insert(next);
@@ -633,8 +640,12 @@ impl<J: Job> Core<J> {
                 tracing::warn!(error = %e, "cannot stage an offset commit");
             }
         }
+        crash_point("edge::before_offset_commit");
         match group.commit(&tpl, CommitMode::Async) {
-            Ok(()) => self.metrics.commits.inc(),
+            Ok(()) => {
+                crash_point("edge::after_offset_commit");
+                self.metrics.commits.inc()
+            }
             // Harmless: positions come from the applied offsets in the store and changelog.
             Err(e) => {
                 tracing::warn!(error = %e, "offset commit failed; applied offsets in the store prevent re-application");
@@ -1234,6 +1245,7 @@ impl<J: Job> Core<J> {
             if pending.records >= RESTORE_CHUNK {
                 let chunk = std::mem::take(&mut **pending);
                 self.write(&chunk.into_commit(p))?;
+                crash_point("edge::after_restore_chunk");
             }
         }
         let mut ready = Vec::new();
@@ -1266,6 +1278,7 @@ impl<J: Job> Core<J> {
             return Ok(());
         };
         self.write(&pending.into_commit(p))?;
+        crash_point("edge::after_restore_chunk");
         // From here this instance writes the partition: its records carry the marker's offset.
         self.tenure.insert(p, until);
         if !verify {

@@ -25,6 +25,7 @@ mod assemble;
 mod changelog;
 mod core;
 mod edge;
+pub mod failpoint;
 mod job;
 mod offline;
 mod outbox;

@@ -24,6 +24,10 @@ use cli::{Cli, Command, InsightsCommand, PolicyCommand, TopicsCommand};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    // Only a `--features failpoints` build (the fault matrix's) has crash points to configure.
+    if let Some(points) = tact_edge::failpoint::setup() {
+        eprintln!("tact: a fault-injection build; FAILPOINTS={points:?}");
+    }
     match Cli::parse().command {
         Command::Run { config } => run::cmd_run(config.as_deref()),
         Command::Demo {

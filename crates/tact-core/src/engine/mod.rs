@@ -86,6 +86,9 @@ fn event_categories(ev: &ClickEvent, catalog: &Catalog) -> Vec<String> {
     cats
 }
 
+/// Event ids remembered whatever their age (the latest ones), besides those within the window.
+const ALWAYS_REMEMBERED: usize = 8;
+
 /// Whether `ev` repeats an event id applied recently; if not, remembers it (bounded).
 fn seen_before(state: &mut CustomerState, ev: &ClickEvent, policy: &Policy) -> bool {
     if policy.duplicate_window_minutes == 0 {
@@ -103,12 +106,18 @@ fn seen_before(state: &mut CustomerState, ev: &ClickEvent, policy: &Policy) -> b
     }
     // Forget what is older than the window before this event, or before the customer's latest
     // event if that is earlier: one event stamped far ahead cannot make them forget the rest.
+    // The last few are kept whatever their age: a retry that arrives after the customer's next
+    // event (a backfill, a producer that re-sends late) is still recognised when that next
+    // event came hours later, as the first of a new visit does.
     let reference = state
         .last_event_at
         .map_or(ev.event_time, |t| t.min(ev.event_time));
-    state
-        .recent_events
-        .retain(|e| reference.since(e.at) < window);
+    let keep_from = state.recent_events.len().saturating_sub(ALWAYS_REMEMBERED);
+    let mut index = 0;
+    state.recent_events.retain(|e| {
+        index += 1;
+        index > keep_from || reference.since(e.at) < window
+    });
     state.recent_events.push(SeenEvent {
         digest,
         at: ev.event_time,

@@ -404,6 +404,24 @@ fn a_retried_event_counts_once_and_changes_nothing_the_second_time() {
 }
 
 #[test]
+fn a_retry_arriving_after_the_first_event_of_the_next_visit_counts_once() {
+    // Found by the fault matrix: a backfill where a retried view lands after the customer came
+    // back two hours later. Before, coming back forgot every id older than the window, so the
+    // retry counted again and reopened the old session.
+    let rules = Rules::default();
+    let mut s = CustomerState::default();
+    grant(&mut s, true);
+    let v = view("e1", "s1", 0, "shoes", "p1");
+    apply_event(&mut s, &v, &rules);
+    apply_event(&mut s, &view("e2", "s2", 120, "books", "b1"), &rules);
+    let back = s.clone();
+    let out = apply_event(&mut s, &v, &rules);
+    assert!(out.duplicate, "the retry was applied again");
+    assert_eq!(s, back);
+    assert_eq!(s.visits, 2);
+}
+
+#[test]
 fn remembered_event_ids_are_bounded_and_one_far_future_event_does_not_erase_them() {
     let rules = Rules::default();
     let max = rules.policy.max_remembered_events as usize;

@@ -3,6 +3,11 @@
 //! the smallest event time is applied first (a command before an event at the same instant).
 //!
 //! Each input's own order is kept (offsets are committed in order), so only the heads compete.
+//! An event dated more than an hour ahead of the partition's event time (a forged 2150, a
+//! device a day ahead) is ordered as if at the partition's time, when it competes with another
+//! customer's command: taken at its word, it would let every command behind it overtake the
+//! clicks before them (found by the fault matrix). The partition's time is the job's clock,
+//! advanced here by each click released, so the order depends on the input alone.
 //! When one input has nothing waiting for that partition, the other's records wait up to
 //! `max_wait` for it, then go ahead alone: a quiet command topic delays clicks by at most that,
 //! and a command that arrives later than the wait is applied at arrival, never lost.
@@ -12,6 +17,10 @@
 
 use super::work::{Arrived, COMMANDS};
 use std::collections::{HashMap, VecDeque};
+use tact_core::PartitionClock;
+
+/// How far ahead of its partition's event time a click may be and still order by its own time.
+const FUTURE_MS: i64 = 60 * 60 * 1000;
 use std::time::{Duration, Instant};
 
 #[derive(Debug)]
@@ -70,8 +79,14 @@ impl Interleaver {
         }
     }
 
-    /// Everything that may go now, in the order to apply it.
-    pub fn release(&mut self, now: Instant) -> Vec<Arrived> {
+    /// Everything that may go now, in the order to apply it. `clocks` are the partitions'
+    /// event-time clocks as the job has them (observed with `quorum`).
+    pub fn release(
+        &mut self,
+        now: Instant,
+        clocks: &HashMap<i32, PartitionClock>,
+        quorum: usize,
+    ) -> Vec<Arrived> {
         let mut out = Vec::new();
         let mut partitions: Vec<i32> = self.lanes.keys().copied().collect();
         partitions.sort_unstable();
@@ -79,9 +94,12 @@ impl Interleaver {
             let Some(lanes) = self.lanes.get_mut(&p) else {
                 continue;
             };
+            let mut clock = clocks.get(&p).cloned().unwrap_or_default();
             loop {
                 let take_command = match (lanes.clicks.front(), lanes.commands.front()) {
-                    (Some(click), Some(cmd)) => cmd.input.time() <= click.input.time(),
+                    (Some(click), Some(cmd)) => {
+                        cmd.input.time() <= ordering_time(&click.input, &cmd.input, clock.time())
+                    }
                     (Some(click), None) if now.duration_since(click.since) >= self.max_wait => {
                         false
                     }
@@ -94,6 +112,10 @@ impl Interleaver {
                     &mut lanes.clicks
                 };
                 if let Some(h) = lane.pop_front() {
+                    if let (false, Some(customer)) = (take_command, h.input.customer_id()) {
+                        // As the job will (it observes every click it applies).
+                        clock.observe(customer, h.input.time(), quorum);
+                    }
                     out.push(h.input);
                     self.held -= 1;
                 }
@@ -106,6 +128,18 @@ impl Interleaver {
     }
 }
 
+/// The time a click competes with `cmd` at: its own, unless it is far ahead of the partition's
+/// time and the command is another customer's (a customer's own clock orders their own records).
+fn ordering_time(click: &Arrived, cmd: &Arrived, partition_time: i64) -> i64 {
+    let t = click.time();
+    let far_ahead = partition_time != i64::MIN && t > partition_time.saturating_add(FUTURE_MS);
+    if far_ahead && click.customer_id() != cmd.customer_id() {
+        partition_time
+    } else {
+        t
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::work::{Work, CLICKS};
@@ -115,10 +149,14 @@ mod tests {
     use tact_edge::Input;
 
     fn input(source: Input, partition: i32, offset: i64, time: i64) -> Arrived {
+        input_of("c", source, partition, offset, time)
+    }
+
+    fn input_of(customer: &str, source: Input, partition: i32, offset: i64, time: i64) -> Arrived {
         let work = if source == COMMANDS {
             Work::Command(ProfileCommand {
                 command_id: format!("k{offset}"),
-                customer_id: "c".into(),
+                customer_id: customer.into(),
                 issued_at: Timestamp(time),
                 body: CommandBody::Erase { request_ref: None },
             })
@@ -127,7 +165,7 @@ mod tests {
         } else {
             Work::Click(ClickEvent::new(
                 "e",
-                "c",
+                customer,
                 "s",
                 Timestamp(time),
                 EventKind::Other,
@@ -162,11 +200,13 @@ mod tests {
         );
         // Once the command lane runs dry, the later clicks wait for the window: a command
         // between them may still be on its way.
-        let out = il.release(t);
+        let out = il.release(t, &HashMap::new(), 2);
         assert_eq!(order(&out), [(CLICKS, 0), (COMMANDS, 0)]);
         assert_eq!(il.held(), 2);
-        assert!(il.release(t + Duration::from_millis(49)).is_empty());
-        let later = il.release(t + Duration::from_millis(50));
+        assert!(il
+            .release(t + Duration::from_millis(49), &HashMap::new(), 2)
+            .is_empty());
+        let later = il.release(t + Duration::from_millis(50), &HashMap::new(), 2);
         assert_eq!(order(&later), [(CLICKS, 1), (CLICKS, 2)]);
         assert_eq!(il.held(), 0);
     }
@@ -184,8 +224,47 @@ mod tests {
             ],
             t,
         );
-        let out = il.release(t);
+        let out = il.release(t, &HashMap::new(), 2);
         assert_eq!(order(&out), [(COMMANDS, 0), (CLICKS, 0), (CLICKS, 1)]);
+    }
+
+    #[test]
+    fn an_event_stamped_far_ahead_lets_no_command_overtake_the_clicks_it_came_after() {
+        const H: i64 = 3_600_000;
+        const YEAR_2150: i64 = 5_680_281_600_000;
+        let mut clock = PartitionClock::default();
+        clock.observe("a", 10 * H, 2);
+        clock.observe("b", 10 * H, 2);
+        let clocks = HashMap::from([(0, clock)]);
+        let mut il = Interleaver::new(Duration::ZERO);
+        let t = Instant::now();
+        il.push(
+            vec![
+                input_of("forger", CLICKS, 0, 0, YEAR_2150),
+                input_of("ann", CLICKS, 0, 1, 10 * H + 100),
+                input_of("ann", CLICKS, 0, 2, 10 * H + 300),
+                input_of("ann", COMMANDS, 0, 0, 10 * H + 200),
+            ],
+            t,
+        );
+        // Before, ann's command went first (it is earlier than 2150), ahead of her click at +100.
+        let out = il.release(t, &clocks, 2);
+        assert_eq!(
+            order(&out),
+            [(CLICKS, 0), (CLICKS, 1), (COMMANDS, 0), (CLICKS, 2)]
+        );
+        // A customer's own clock orders their own records, however far ahead.
+        il.push(
+            vec![
+                input_of("forger", CLICKS, 0, 3, YEAR_2150 + 1),
+                input_of("forger", COMMANDS, 0, 1, YEAR_2150),
+            ],
+            t,
+        );
+        assert_eq!(
+            order(&il.release(t, &clocks, 2)),
+            [(COMMANDS, 1), (CLICKS, 3)]
+        );
     }
 
     #[test]
@@ -200,7 +279,7 @@ mod tests {
             ],
             t,
         );
-        let out = il.release(t);
+        let out = il.release(t, &HashMap::new(), 2);
         // Partition 1 has both inputs: the bad click goes first (then its command waits for the
         // next click); partition 0 waits for a command.
         assert_eq!(order(&out), [(CLICKS, 0)]);

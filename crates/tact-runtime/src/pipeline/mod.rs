@@ -396,7 +396,9 @@ impl Job for Pipeline {
             .map(|r| Arrived::decode(r, &self.settings, &metrics))
             .collect();
         self.interleaver.push(arrived, now);
-        let ready = self.interleaver.release(now);
+        let ready =
+            self.interleaver
+                .release(now, &self.clocks, self.settings.partition_time_quorum);
         metrics
             .interleave_held
             .set(i64::try_from(self.interleaver.held()).unwrap_or(i64::MAX));

@@ -390,6 +390,34 @@ fn an_abandoned_cart_is_nudged_once_when_other_customers_event_time_passes_its_d
 }
 
 #[test]
+fn a_nudge_deferred_through_the_quiet_hours_fires_before_the_customers_next_visit() {
+    // Found by the fault matrix: a cart left at 19:30 comes due at 21:30, in the quiet hours
+    // (21:00-08:00), and is tried again hourly until 08:30. With the session's end that is
+    // thirteen timers; the customer's own next event fired only the first eight, so the nudge
+    // went out after their next visit, or never before it, as other customers' time decided.
+    let mut run = Run::new();
+    run.feed(vec![
+        rec(COMMANDS, 0, 0, "c1", consent("c1", Purpose::Marketing)),
+        // T0 is 08:26:40 UTC: minute 664 is 19:30:40.
+        rec(CLICKS, 0, 0, "c1", cart("e-cart", "c1", 664)),
+    ]);
+    let out = run.feed(vec![rec(
+        CLICKS,
+        0,
+        1,
+        "c1",
+        click("e-next-day", "c1", 24 * 60 + 214, "books", "b1"),
+    )]);
+    let nudges = decisions_of(&out, "OUTBOUND_NUDGE");
+    assert_eq!(
+        nudges.len(),
+        1,
+        "the deferred nudge before the next visit: {nudges:?}"
+    );
+    assert_eq!(nudges[0].cause_event_id, "e-cart");
+}
+
+#[test]
 fn an_idle_timer_check_with_nothing_due_writes_nothing() {
     let mut run = Run::new();
     let partitions = [0, 1, 2];
