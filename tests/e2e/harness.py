@@ -10,7 +10,7 @@ Everything here runs real processes on loopback only:
                      HTTP port and log file; /readyz, /metrics, SIGTERM, SIGKILL.
 * ``tact_inspect`` / ``run_tact_cli`` - the offline subcommands.
 
-See /work/notes/contract.md (CLI, config, wire formats, metrics) for what tact promises.
+See README.md (CLI, config, metrics) and schemas/README.md (wire formats) for what tact promises.
 """
 
 from __future__ import annotations

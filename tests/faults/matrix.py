@@ -876,14 +876,13 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             row = Row(name)
             started = time.monotonic()
-            known_issue = known
             try:
                 scenario(m, row)
             except Exception as exc:  # noqa: BLE001 - a scenario that breaks is a failed row
                 row.checks.append(f"{type(exc).__name__}: {str(exc)[:1500]}")
             row.seconds = time.monotonic() - started
-            if known_issue and not row.clean:
-                row.known = known_issue
+            if known and not row.clean:
+                row.known = known
             rows.append(row)
             if m.reference is None:
                 row.checks.append("no straight run to compare with: stopping")

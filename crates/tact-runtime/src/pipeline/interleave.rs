@@ -17,11 +17,11 @@
 
 use super::work::{Arrived, COMMANDS};
 use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
 use tact_core::PartitionClock;
 
 /// How far ahead of its partition's event time a click may be and still order by its own time.
 const FUTURE_MS: i64 = 60 * 60 * 1000;
-use std::time::{Duration, Instant};
 
 #[derive(Debug)]
 struct Held {
@@ -94,11 +94,14 @@ impl Interleaver {
             let Some(lanes) = self.lanes.get_mut(&p) else {
                 continue;
             };
-            let mut clock = clocks.get(&p).cloned().unwrap_or_default();
+            // Copied only if a command waits here: without one no click competes (the usual case).
+            let mut clock =
+                (!lanes.commands.is_empty()).then(|| clocks.get(&p).cloned().unwrap_or_default());
             loop {
                 let take_command = match (lanes.clicks.front(), lanes.commands.front()) {
                     (Some(click), Some(cmd)) => {
-                        cmd.input.time() <= ordering_time(&click.input, &cmd.input, clock.time())
+                        let partition_time = clock.as_ref().map_or(i64::MIN, PartitionClock::time);
+                        cmd.input.time() <= ordering_time(&click.input, &cmd.input, partition_time)
                     }
                     (Some(click), None) if now.duration_since(click.since) >= self.max_wait => {
                         false
@@ -112,9 +115,15 @@ impl Interleaver {
                     &mut lanes.clicks
                 };
                 if let Some(h) = lane.pop_front() {
-                    if let (false, Some(customer)) = (take_command, h.input.customer_id()) {
-                        // As the job will (it observes every click it applies).
-                        clock.observe(customer, h.input.time(), quorum);
+                    match (&mut clock, h.input.customer_id()) {
+                        // As the job will (it observes every click it applies), while a
+                        // command is still there to compete with.
+                        (Some(c), Some(customer))
+                            if !take_command && !lanes.commands.is_empty() =>
+                        {
+                            c.observe(customer, h.input.time(), quorum);
+                        }
+                        _ => {}
                     }
                     out.push(h.input);
                     self.held -= 1;
