@@ -794,16 +794,13 @@ def build_forged(kind: str):
     return build
 
 
+# Where a far-ahead event meets the interleaving of commands and clicks, a command can still be
+# applied before an earlier click of its own customer: at a partition's start, before its
+# event time is known, and (rarely) later; tests/faults/README.md.
+FORGED_ORDER = "known issue: a far-ahead event can still reorder a command and a click of another customer"
 # Seen once in a CI run (of about ten): a cart nudge deferred through the quiet hours went out in
 # the straight run and not in the one with duplicated input; tests/faults/README.md.
 DUPLICATE_NUDGE = "known issue: a deferred cart nudge once differed with duplicated input"
-
-# At a partition's very start, before it has a time, a far-ahead first click orders by its own
-# time, so commands behind it overtake earlier clicks of their customers; tests/faults/README.md.
-FORGED_START = "known issue: a far-ahead click at a partition's very start lets commands overtake clicks"
-# Rarer since the clock leaves far-ahead customers out: other customers' view counts still
-# changed in one CI run of five; tests/faults/README.md.
-FORGED_RANK = "known issue: other customers' outcomes still changed once in five runs"
 
 SCENARIOS: list[tuple[str, Callable[[Matrix, Row], None], bool, str]] = [
     # (name, scenario, in --quick, known issue)
@@ -821,8 +818,8 @@ SCENARIOS: list[tuple[str, Callable[[Matrix, Row], None], bool, str]] = [
     ("oversized records", with_input(build_oversized), True, ""),
     ("duplicated input", with_input(build_duplicates, check_duplicates), True, DUPLICATE_NUDGE),
     ("reordered input", with_input(build_reordered), True, ""),
-    ("forged: stamped 2150", with_input(build_forged("2150")), True, FORGED_RANK),
-    ("forged: a day ahead", with_input(build_forged("day")), True, FORGED_START),
+    ("forged: stamped 2150", with_input(build_forged("2150")), True, FORGED_ORDER),
+    ("forged: a day ahead", with_input(build_forged("day")), True, FORGED_ORDER),
 ]
 
 

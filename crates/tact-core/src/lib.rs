@@ -19,7 +19,7 @@ pub mod state;
 pub mod time;
 
 pub use catalog::{Catalog, Product};
-pub use clock::{PartitionClock, FAR_AHEAD_MS};
+pub use clock::PartitionClock;
 pub use decision::{Channel, Decision, DecisionKind, Gate, Reason, Suppressed};
 pub use engine::{
     apply_command, apply_event, apply_release, apply_timer, next_due, pending_timers,

@@ -18,11 +18,10 @@
 use super::work::{Arrived, COMMANDS};
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
-use tact_core::{PartitionClock, FAR_AHEAD_MS};
+use tact_core::PartitionClock;
 
-/// How far ahead of its partition's event time a click may be and still order by its own time
-/// (the same hour past which the partition's clock leaves a customer out).
-const FUTURE_MS: i64 = FAR_AHEAD_MS;
+/// How far ahead of its partition's event time a click may be and still order by its own time.
+const FUTURE_MS: i64 = 60 * 60 * 1000;
 
 #[derive(Debug)]
 struct Held {
