@@ -270,7 +270,8 @@ def produce(broker: Tansu, prefix: str, shop: Shop, clicks: list[tuple[str, byte
         producer.send(topics["clickstream"], key, value)
     delivered = producer.flush(120)
     inp = Input(broker, topics, {t: producer.end_offsets(topics[t]) for t in ("clickstream", "profile_commands")})
-    # where everything landed, for a look at a failed row (the work directory keeps it)
+    # where everything landed, for a look at a failed row (the work directory keeps it); 600
+    # bytes hold a click's event time and a command's body (80 cut the event time off)
     with open(WORKDIR / f"{prefix}-input.txt", "a") as f:
         for d in delivered:
             f.write(f"{d.topic} {d.partition} {d.offset} {d.key!r} {d.value[:600]!r}\n")
