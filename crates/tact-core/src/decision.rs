@@ -207,3 +207,12 @@ pub struct Suppressed {
     pub created_at: Timestamp,
     pub policy_version: String,
 }
+
+/// What one input produced.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Outcome {
+    pub decisions: Vec<Decision>,
+    pub suppressed: Vec<Suppressed>,
+    /// The event repeated one applied recently (same event id): it changed nothing.
+    pub duplicate: bool,
+}

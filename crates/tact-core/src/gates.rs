@@ -3,13 +3,18 @@
 //!
 //! 1 consent, 2 sensitivity, 3 customer overrides, 4 context, 5 fatigue, 6 quiet hours, 7 holdout.
 
-use crate::decision::{Channel, DecisionKind, Gate, Reason};
+use crate::decision::{Channel, Decision, DecisionKind, Gate, Outcome, Reason, Suppressed};
 use crate::event::Purpose;
 use crate::id::stable_id;
 use crate::policy::{parse_hhmm, ConsentRegime, Policy, Tier, Window};
-use crate::state::{ConsentRecord, CustomerState};
+use crate::state::{ConsentRecord, CustomerState, Emitted};
 use crate::time::Timestamp;
 use chrono::{TimeZone, Timelike};
+
+/// Consent records created by a Global Privacy Control signal carry this source.
+pub const GPC_SOURCE: &str = "global_privacy_control";
+/// Proposals remembered per session (for "once per session and subject").
+const MAX_PROPOSED: usize = 64;
 
 /// What a candidate rests on; decides what the context gate allows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,7 +85,7 @@ pub fn consent(
     let live = |r: &&ConsentRecord| r.purpose == purpose && r.expires_at.is_none_or(|t| t > now);
     let applies = |r: &&ConsentRecord| r.channel.is_none() || r.channel == Some(channel);
     let denied = |r: &ConsentRecord| ConsentAnswer::Denied {
-        reason_code: if r.source == crate::engine::GPC_SOURCE {
+        reason_code: if r.source == GPC_SOURCE {
             "gpc_opt_out"
         } else {
             "consent_denied"
@@ -359,4 +364,91 @@ pub fn check(
         );
     }
     Ok(())
+}
+
+/// Where candidates come from: whose, in which session, which input caused them, and when.
+#[derive(Debug, Clone, Copy)]
+pub struct Cause<'a> {
+    pub customer_id: &'a str,
+    pub session_id: Option<&'a str>,
+    /// The event id (or a timer's or release's name) the decision ids derive from.
+    pub event_id: &'a str,
+    pub now: Timestamp,
+}
+
+/// Runs `c` through the chain and records the result in `out`: a decision (and the contact
+/// history caps count) or a suppression, with an id derived from the cause, so the same input
+/// always yields the same ids.
+pub fn emit(
+    state: &mut CustomerState,
+    c: Candidate,
+    cause: &Cause<'_>,
+    policy: &Policy,
+    out: &mut Outcome,
+) {
+    let Cause {
+        customer_id,
+        session_id,
+        event_id,
+        now,
+    } = *cause;
+    let verdict = check(state, &c, customer_id, policy, now);
+    // "Too early" is not a verdict on the candidate: it may be proposed again later in the session.
+    let transient = matches!(&verdict, Err(stop) if stop.reason == "too_early");
+    if let Some(session) = state.session.as_mut() {
+        let subject = (c.kind, c.subject.clone());
+        if c.kind != DecisionKind::WelcomeBack && !transient && !session.proposed.contains(&subject)
+        {
+            session.proposed.push(subject);
+            // Bounded: the oldest proposals of a very long session are forgotten first.
+            if session.proposed.len() > MAX_PROPOSED {
+                session.proposed.remove(0);
+            }
+        }
+    }
+    // The customer is part of the id: a cause can be shared (a release, a timer's name).
+    let parts = [
+        customer_id,
+        event_id,
+        c.kind.as_str(),
+        c.channel.as_str(),
+        c.subject.as_str(),
+    ];
+    match verdict {
+        Ok(()) => {
+            state.history.push(Emitted {
+                kind: c.kind,
+                channel: c.channel,
+                at: now,
+                session_id: session_id.map(str::to_owned),
+            });
+            out.decisions.push(Decision {
+                decision_id: stable_id("d", &parts),
+                customer_id: customer_id.to_owned(),
+                session_id: session_id.map(str::to_owned),
+                kind: c.kind,
+                channel: c.channel,
+                personalized: c.personalized,
+                items: c.items,
+                reasons: c.reasons,
+                cause_event_id: event_id.to_owned(),
+                created_at: now,
+                expires_at: now.plus_minutes(policy.decision_ttl_minutes),
+                policy_version: policy.version.clone(),
+            });
+        }
+        Err(stop) => out.suppressed.push(Suppressed {
+            candidate_id: stable_id("s", &parts),
+            customer_id: customer_id.to_owned(),
+            session_id: session_id.map(str::to_owned),
+            kind: c.kind,
+            channel: c.channel,
+            gate: stop.gate,
+            reason_code: stop.reason,
+            detail: stop.detail,
+            cause_event_id: event_id.to_owned(),
+            created_at: now,
+            policy_version: policy.version.clone(),
+        }),
+    }
 }

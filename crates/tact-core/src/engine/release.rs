@@ -1,8 +1,10 @@
 //! New releases: a brand or artist a customer follows announces something new.
 
-use super::{forget_without_consent, gate, unwanted, Outcome, Rules};
+use super::memory::{forget_without_consent, unwanted};
+use super::{Outcome, Rules};
 use crate::decision::{DecisionKind, Reason};
 use crate::event::Release;
+use crate::gates::{self, Cause};
 use crate::gates::{Candidate, Evidence};
 use crate::state::CustomerState;
 
@@ -57,13 +59,15 @@ pub fn apply_release(
         categories,
         in_session: false,
     };
-    gate(
+    gates::emit(
         state,
         candidate,
-        customer_id,
-        None,
-        &release.release_id,
-        now,
+        &Cause {
+            customer_id,
+            session_id: None,
+            event_id: &release.release_id,
+            now,
+        },
         policy,
         &mut out,
     );

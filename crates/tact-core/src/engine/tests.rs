@@ -1,5 +1,6 @@
 use super::*;
-use crate::decision::Gate;
+use crate::decision::{DecisionKind, Gate};
+use crate::event::{CommandBody, ProfileCommand};
 use crate::event::{Item, PreferencesUpdate};
 use crate::gates::consent;
 use crate::policy::ConsentRegime;

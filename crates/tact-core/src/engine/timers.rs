@@ -5,9 +5,11 @@
 //! once event (or idle wall-clock) time passes it, so a timer can never disagree with the state
 //! it belongs to, and a restart recomputes exactly the same schedule.
 
-use super::{end_session, forget_without_consent, gate, unwanted, Outcome, Rules, DAY_MS};
+use super::memory::{end_session, forget_without_consent, unwanted};
+use super::{Outcome, Rules, DAY_MS};
 use crate::decision::{DecisionKind, Reason};
 use crate::event::parse_birthday;
+use crate::gates::{self, Cause};
 use crate::gates::{customer_zone, Candidate, Evidence};
 use crate::policy::{parse_hhmm, Policy, Tier};
 use crate::state::{Cart, CartItem, CustomerState, Recipient};
@@ -252,13 +254,15 @@ fn abandoned_cart(
         in_session: false,
     };
     let suppressed_before = out.suppressed.len();
-    gate(
+    gates::emit(
         state,
         candidate,
-        customer_id,
-        None,
-        &cart.last_added_event,
-        now,
+        &Cause {
+            customer_id,
+            session_id: None,
+            event_id: &cart.last_added_event,
+            now,
+        },
         policy,
         out,
     );
@@ -376,13 +380,15 @@ fn birthday_reminders(
             in_session: false,
         };
         let cause = format!("birthday:{}:{year}", r.recipient_id);
-        gate(
+        gates::emit(
             state,
             candidate,
-            customer_id,
-            None,
-            &cause,
-            now,
+            &Cause {
+                customer_id,
+                session_id: None,
+                event_id: &cause,
+                now,
+            },
             policy,
             out,
         );
