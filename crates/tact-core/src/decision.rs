@@ -13,10 +13,16 @@ pub enum DecisionKind {
     OutboundNudge,
     NewRelease,
     GiftReminder,
+    /// The visitor asked for a chat: hand them to an agent now, with the session's context.
+    ChatHandoff,
+    /// The visitor asked to be called back: route it with a due time.
+    Callback,
+    /// A callback's due time passed before the contact system reported it done.
+    Escalation,
 }
 
 impl DecisionKind {
-    pub const ALL: [DecisionKind; 7] = [
+    pub const ALL: [DecisionKind; 10] = [
         DecisionKind::WelcomeBack,
         DecisionKind::Recommendation,
         DecisionKind::ProactiveHelp,
@@ -24,6 +30,9 @@ impl DecisionKind {
         DecisionKind::OutboundNudge,
         DecisionKind::NewRelease,
         DecisionKind::GiftReminder,
+        DecisionKind::ChatHandoff,
+        DecisionKind::Callback,
+        DecisionKind::Escalation,
     ];
 
     /// The Avro enum symbol.
@@ -36,6 +45,9 @@ impl DecisionKind {
             DecisionKind::OutboundNudge => "OUTBOUND_NUDGE",
             DecisionKind::NewRelease => "NEW_RELEASE",
             DecisionKind::GiftReminder => "GIFT_REMINDER",
+            DecisionKind::ChatHandoff => "CHAT_HANDOFF",
+            DecisionKind::Callback => "CALLBACK",
+            DecisionKind::Escalation => "ESCALATION",
         }
     }
 
@@ -49,7 +61,31 @@ impl DecisionKind {
             DecisionKind::OutboundNudge => "outbound_nudge",
             DecisionKind::NewRelease => "new_release",
             DecisionKind::GiftReminder => "gift_reminder",
+            DecisionKind::ChatHandoff => "chat_handoff",
+            DecisionKind::Callback => "callback",
+            DecisionKind::Escalation => "escalation",
         }
+    }
+
+    /// Help the visitor asked for (a chat, a call) and what follows from it: never held back by
+    /// the context, fatigue, quiet-hours or holdout gates, nor by the customer's suggestion
+    /// switches (it is not a suggestion).
+    pub fn is_asked_for(self) -> bool {
+        matches!(
+            self,
+            DecisionKind::ChatHandoff | DecisionKind::Callback | DecisionKind::Escalation
+        )
+    }
+
+    /// Proactive interruptions of a visit: what the per-session interruption budget holds back
+    /// after dismissals.
+    pub fn is_interruption(self) -> bool {
+        matches!(
+            self,
+            DecisionKind::Recommendation
+                | DecisionKind::CompatibleAccessory
+                | DecisionKind::ProactiveHelp
+        )
     }
 
     pub fn from_name(name: &str) -> Option<DecisionKind> {
@@ -66,14 +102,18 @@ pub enum Channel {
     Chat,
     Email,
     Push,
+    /// The contact centre's routing queue (callbacks, escalations): reaches staff, not the
+    /// customer directly.
+    Routing,
 }
 
 impl Channel {
-    pub const ALL: [Channel; 4] = [
+    pub const ALL: [Channel; 5] = [
         Channel::OnSite,
         Channel::Chat,
         Channel::Email,
         Channel::Push,
+        Channel::Routing,
     ];
 
     pub fn symbol(self) -> &'static str {
@@ -82,6 +122,7 @@ impl Channel {
             Channel::Chat => "CHAT",
             Channel::Email => "EMAIL",
             Channel::Push => "PUSH",
+            Channel::Routing => "ROUTING",
         }
     }
 
@@ -91,6 +132,7 @@ impl Channel {
             Channel::Chat => "chat",
             Channel::Email => "email",
             Channel::Push => "push",
+            Channel::Routing => "routing",
         }
     }
 
@@ -173,6 +215,44 @@ impl Reason {
     }
 }
 
+/// A search the visitor tried this session, with what it found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SearchTried {
+    pub query: String,
+    pub results: u32,
+}
+
+/// What an agent (or the contact system) is told about the session behind a hand-off. Only this
+/// session's data, never a `never_remember` category, `session_only` ones only for help inside
+/// the session, and bounded in size.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct HelpContext {
+    /// The struggle detector that fired (`faq_struggle`, ...); `None` when the visitor asked.
+    pub detector: Option<String>,
+    /// The detector's evidence, worded for the agent.
+    pub evidence: Vec<String>,
+    /// Pages viewed this session, oldest first (help and FAQ pages included).
+    pub pages: Vec<String>,
+    /// Knowledge-base entries whose FAQ page the visitor read.
+    pub faq_entries: Vec<String>,
+    pub searches: Vec<SearchTried>,
+    /// Products looked at back and forth.
+    pub products_compared: Vec<String>,
+    pub cart: Vec<String>,
+}
+
+/// A prepared answer from the knowledge base that likely fits the visitor's question.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SuggestedAnswer {
+    pub faq_id: String,
+    pub question: String,
+    pub answer: String,
+    pub page: Option<String>,
+    /// Relevance (BM25) against the session's failed searches and FAQ pages read; higher fits
+    /// better; comparable only within one decision.
+    pub score: f32,
+}
+
 /// A decision that passed every gate.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Decision {
@@ -189,6 +269,12 @@ pub struct Decision {
     pub created_at: Timestamp,
     pub expires_at: Timestamp,
     pub policy_version: String,
+    /// For help hand-offs: what the agent needs to know about the session.
+    pub context: Option<HelpContext>,
+    /// For help: knowledge-base answers that likely fit, best first.
+    pub suggested_answers: Vec<SuggestedAnswer>,
+    /// For a callback: when it must be answered by (business hours counted).
+    pub due_at: Option<Timestamp>,
 }
 
 /// A candidate a gate stopped, for the audit trail.
@@ -215,4 +301,22 @@ pub struct Outcome {
     pub suppressed: Vec<Suppressed>,
     /// The event repeated one applied recently (same event id): it changed nothing.
     pub duplicate: bool,
+    /// What happened to callbacks (for the latency and breach metrics).
+    pub callbacks: Vec<CallbackNews>,
+}
+
+/// A change in a callback's life, reported for metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallbackNews {
+    Requested,
+    /// The contact system reported it done `latency_ms` after the request; `late` when after
+    /// its due time.
+    Done {
+        latency_ms: i64,
+        late: bool,
+    },
+    /// Its due time passed first: an escalation went out.
+    Breached,
+    /// A `CALLBACK_DONE` named no open callback (already done, erased, or another id).
+    UnknownDone,
 }

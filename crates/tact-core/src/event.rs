@@ -20,6 +20,13 @@ pub enum EventKind {
     SuggestionDismissed,
     ChatOpened,
     EmailClick,
+    /// The visitor clicked the chat icon: they ask for a person now.
+    ChatRequested,
+    /// The visitor filled in "call me" (the contact system holds the number; the event names the
+    /// product of interest, if any).
+    CallbackRequested,
+    /// The contact system reports a callback answered: `decision_id` names the `callback` decision.
+    CallbackDone,
     /// The producer said "other": a known catch-all, used for nothing but liveness.
     Other,
     /// A type this version of tact does not know (e.g. a newer producer). Counted, never an error.
@@ -42,6 +49,9 @@ impl EventKind {
             "SUGGESTION_DISMISSED" => EventKind::SuggestionDismissed,
             "CHAT_OPENED" => EventKind::ChatOpened,
             "EMAIL_CLICK" => EventKind::EmailClick,
+            "CHAT_REQUESTED" => EventKind::ChatRequested,
+            "CALLBACK_REQUESTED" => EventKind::CallbackRequested,
+            "CALLBACK_DONE" => EventKind::CallbackDone,
             "OTHER" => EventKind::Other,
             other => EventKind::Unknown(other.to_owned()),
         }
@@ -61,6 +71,9 @@ impl EventKind {
             EventKind::SuggestionDismissed => "SUGGESTION_DISMISSED",
             EventKind::ChatOpened => "CHAT_OPENED",
             EventKind::EmailClick => "EMAIL_CLICK",
+            EventKind::ChatRequested => "CHAT_REQUESTED",
+            EventKind::CallbackRequested => "CALLBACK_REQUESTED",
+            EventKind::CallbackDone => "CALLBACK_DONE",
             EventKind::Other => "OTHER",
             EventKind::Unknown(symbol) => symbol,
         }

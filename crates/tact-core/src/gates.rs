@@ -3,7 +3,10 @@
 //!
 //! 1 consent, 2 sensitivity, 3 customer overrides, 4 context, 5 fatigue, 6 quiet hours, 7 holdout.
 
-use crate::decision::{Channel, Decision, DecisionKind, Gate, Outcome, Reason, Suppressed};
+use crate::decision::{
+    Channel, Decision, DecisionKind, Gate, HelpContext, Outcome, Reason, SuggestedAnswer,
+    Suppressed,
+};
 use crate::event::Purpose;
 use crate::id::stable_id;
 use crate::policy::{parse_hhmm, ConsentRegime, Policy, Tier, Window};
@@ -44,6 +47,12 @@ pub struct Candidate {
     pub categories: Vec<String>,
     /// Drawn only from the current session.
     pub in_session: bool,
+    /// For help: what the agent is told.
+    pub context: Option<HelpContext>,
+    /// For help: knowledge-base answers, best first.
+    pub answers: Vec<SuggestedAnswer>,
+    /// For a callback: when it must be answered by; the decision stays valid at least until then.
+    pub due_at: Option<Timestamp>,
 }
 
 /// Why a gate stopped a candidate.
@@ -138,6 +147,8 @@ pub fn purpose_of(c: &Candidate) -> Option<Purpose> {
         DecisionKind::ProactiveHelp => Some(Purpose::ProactiveChat),
         DecisionKind::OutboundNudge | DecisionKind::NewRelease => Some(Purpose::Marketing),
         DecisionKind::GiftReminder => Some(Purpose::Reminders),
+        // The visitor asked; what the context may hold is decided when it is built.
+        DecisionKind::ChatHandoff | DecisionKind::Callback | DecisionKind::Escalation => None,
     }
 }
 
@@ -202,6 +213,44 @@ fn window_ms(w: Window) -> i64 {
     }
 }
 
+/// After dismissals in this session, proactive interruptions of any kind pause, longer with each
+/// dismissal, and stop for the session at `fatigue.interruption_max_dismissals`.
+fn interruption_budget(state: &CustomerState, policy: &Policy, now: Timestamp) -> Result<(), Stop> {
+    let f = &policy.fatigue;
+    let Some(t) = state.trail.as_ref().filter(|t| {
+        t.dismissals > 0 && state.session.as_ref().is_some_and(|s| s.id == t.session_id)
+    }) else {
+        return Ok(());
+    };
+    if f.interruption_max_dismissals > 0 && t.dismissals >= f.interruption_max_dismissals {
+        return stop(
+            Gate::Fatigue,
+            "interruption_budget",
+            format!(
+                "dismissed {} suggestion(s) this visit: no more interruptions this session",
+                t.dismissals
+            ),
+        );
+    }
+    let pause_ms = i64::from(f.interruption_backoff_minutes)
+        .saturating_mul(60_000)
+        .saturating_mul(1 << t.dismissals.saturating_sub(1).min(20));
+    if let Some(last) = t.last_dismissed_at {
+        if now.since(last) < pause_ms {
+            return stop(
+                Gate::Fatigue,
+                "interruption_budget",
+                format!(
+                    "dismissed {} suggestion(s) this visit: no interruptions until {}",
+                    t.dismissals,
+                    utc(Timestamp(last.millis().saturating_add(pause_ms)))
+                ),
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Runs the chain. `Ok` means emit.
 pub fn check(
     state: &CustomerState,
@@ -235,6 +284,11 @@ pub fn check(
             }
             _ => {}
         }
+    }
+    // Help the visitor asked for is not a suggestion, not an interruption and not marketing: no
+    // further gate holds it back.
+    if c.kind.is_asked_for() {
+        return Ok(());
     }
     // 3. The customer's own switches.
     let prefs = &state.preferences;
@@ -307,7 +361,8 @@ pub fn check(
             );
         }
     }
-    // 5. Fatigue: back-off after dismissals, then caps.
+    // 5. Fatigue: back-off after dismissals of this kind, the session's interruption budget
+    // (dismissals of any kind), then caps.
     if let Some(b) = state
         .backoff
         .iter()
@@ -322,6 +377,9 @@ pub fn check(
                 utc(b.until)
             ),
         );
+    }
+    if c.kind.is_interruption() {
+        interruption_budget(state, policy, now)?;
     }
     let session_id = state.session.as_ref().map(|s| s.id.as_str());
     for cap in &policy.fatigue.caps {
@@ -433,8 +491,13 @@ pub fn emit(
                 reasons: c.reasons,
                 cause_event_id: event_id.to_owned(),
                 created_at: now,
-                expires_at: now.plus_minutes(policy.decision_ttl_minutes),
+                expires_at: now
+                    .plus_minutes(policy.decision_ttl_minutes)
+                    .max(c.due_at.unwrap_or(now)),
                 policy_version: policy.version.clone(),
+                context: c.context,
+                suggested_answers: c.answers,
+                due_at: c.due_at,
             });
         }
         Err(stop) => out.suppressed.push(Suppressed {

@@ -12,6 +12,7 @@ pub mod clock;
 pub mod decision;
 pub mod engine;
 pub mod event;
+pub mod faq;
 pub mod gates;
 pub mod id;
 pub mod policy;
@@ -20,12 +21,16 @@ pub mod time;
 
 pub use catalog::{Catalog, Product};
 pub use clock::PartitionClock;
-pub use decision::{Channel, Decision, DecisionKind, Gate, Reason, Suppressed};
+pub use decision::{
+    CallbackNews, Channel, Decision, DecisionKind, Gate, HelpContext, Reason, SearchTried,
+    SuggestedAnswer, Suppressed,
+};
 pub use engine::{
-    apply_command, apply_event, apply_release, apply_timer, next_due, pending_timers,
+    apply_command, apply_event, apply_release, apply_timer, callback_due, next_due, pending_timers,
     CommandEffect, Outcome, PendingTimer, Rules, TimerKind,
 };
 pub use event::{ClickEvent, CommandBody, EventKind, Item, ProfileCommand, Purpose, Release};
+pub use faq::{FaqEntry, KnowledgeBase};
 pub use policy::{ConsentRegime, Policy, PolicyError, Tier};
 pub use state::CustomerState;
 pub use time::Timestamp;

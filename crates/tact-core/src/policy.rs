@@ -61,11 +61,45 @@ pub struct ProactiveHelpPolicy {
     pub search_few_results: u32,
     /// A search within this long of a failed one is a quick reformulation and counts double.
     pub search_reformulation_ms: i64,
-    /// Switches between products of one category, each viewed at least `pingpong_min_dwell_ms`.
-    pub pingpong_min_switches: u32,
+    /// Returns to a product already viewed this session (A -> B -> A), within one category, each
+    /// look lasting at least `pingpong_min_dwell_ms`. Reading many different products is
+    /// careful reading, not struggle: only going back counts.
+    pub pingpong_min_returns: u32,
     pub pingpong_min_dwell_ms: u64,
     /// Returns to cart or checkout pages without a purchase.
     pub checkout_min_returns: u32,
+    /// Knowledge-base answers a help decision carries at most (0: none).
+    pub max_suggested_answers: u32,
+}
+
+/// "Call me": the promise of an answer within `answer_within_minutes` of business time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CallbackPolicy {
+    pub answer_within_minutes: u32,
+    pub business_hours: BusinessHours,
+}
+
+/// When the contact centre answers: `open` to `close` local time on `days`, in the shop's zone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BusinessHours {
+    /// IANA name of the shop's time zone.
+    pub time_zone: String,
+    /// "HH:MM", before `close` (no overnight shifts).
+    pub open: String,
+    pub close: String,
+    /// "mon" ... "sun".
+    pub days: Vec<String>,
+}
+
+/// Gifts take their browsing with them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GiftsPolicy {
+    /// A gift bought takes back the interest its views added to the buyer in the same session
+    /// and in the last this many days (0: the same session only).
+    pub take_back_recent_days: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -135,6 +169,11 @@ pub struct FatiguePolicy {
     pub backoff_factor: f64,
     /// ...up to this.
     pub backoff_max_days: u32,
+    /// After a dismissal (of any suggestion), proactive interruptions of every kind pause for
+    /// the rest of the session's this many minutes, doubling with each further dismissal...
+    pub interruption_backoff_minutes: u32,
+    /// ...and stop for the rest of the session at this many dismissals (0: never).
+    pub interruption_max_dismissals: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -191,6 +230,8 @@ pub struct Policy {
     pub fatigue: FatiguePolicy,
     pub quiet_hours: QuietHoursPolicy,
     pub holdout: HoldoutPolicy,
+    pub callback: CallbackPolicy,
+    pub gifts: GiftsPolicy,
 }
 
 impl Default for SensitivityPolicy {
@@ -223,9 +264,10 @@ impl Default for ProactiveHelpPolicy {
             search_min_failures: 3,
             search_few_results: 2,
             search_reformulation_ms: 60_000,
-            pingpong_min_switches: 4,
+            pingpong_min_returns: 2,
             pingpong_min_dwell_ms: 20_000,
             checkout_min_returns: 3,
+            max_suggested_answers: 3,
         }
     }
 }
@@ -300,6 +342,38 @@ impl Default for FatiguePolicy {
             backoff_base_hours: 24,
             backoff_factor: 2.0,
             backoff_max_days: 30,
+            interruption_backoff_minutes: 15,
+            interruption_max_dismissals: 2,
+        }
+    }
+}
+
+impl Default for CallbackPolicy {
+    fn default() -> Self {
+        CallbackPolicy {
+            answer_within_minutes: 60,
+            business_hours: BusinessHours::default(),
+        }
+    }
+}
+
+impl Default for BusinessHours {
+    fn default() -> Self {
+        BusinessHours {
+            time_zone: "UTC".into(),
+            open: "09:00".into(),
+            close: "18:00".into(),
+            days: ["mon", "tue", "wed", "thu", "fri"]
+                .map(String::from)
+                .to_vec(),
+        }
+    }
+}
+
+impl Default for GiftsPolicy {
+    fn default() -> Self {
+        GiftsPolicy {
+            take_back_recent_days: 7,
         }
     }
 }
@@ -347,6 +421,8 @@ impl Default for Policy {
             fatigue: FatiguePolicy::default(),
             quiet_hours: QuietHoursPolicy::default(),
             holdout: HoldoutPolicy::default(),
+            callback: CallbackPolicy::default(),
+            gifts: GiftsPolicy::default(),
         }
     }
 }
@@ -371,6 +447,11 @@ pub fn parse_hhmm(s: &str) -> Option<u32> {
     let (h, m) = s.split_once(':')?;
     let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
     (h < 24 && m < 60 && s.len() == 5).then_some(h * 60 + m)
+}
+
+/// A weekday written `mon` ... `sun` (or spelled out, any case).
+pub fn parse_weekday(s: &str) -> Option<chrono::Weekday> {
+    s.parse().ok()
 }
 
 /// True for IANA time zone names tact can compute local time in.
@@ -468,9 +549,9 @@ impl Policy {
             "must be at least 1",
         );
         check(
-            h.pingpong_min_switches >= 2,
-            "proactive_help.pingpong_min_switches",
-            "must be at least 2",
+            h.pingpong_min_returns >= 1,
+            "proactive_help.pingpong_min_returns",
+            "must be at least 1",
         );
         check(
             h.checkout_min_returns >= 2,
@@ -585,6 +666,54 @@ impl Policy {
             (0.0..=0.5).contains(&self.holdout.share),
             "holdout.share",
             "must be between 0.0 and 0.5",
+        );
+        check(
+            h.max_suggested_answers <= 10,
+            "proactive_help.max_suggested_answers",
+            "must be between 0 and 10",
+        );
+        check(
+            f.interruption_backoff_minutes <= 24 * 60,
+            "fatigue.interruption_backoff_minutes",
+            "must be between 0 and 1440",
+        );
+        let cb = &self.callback;
+        check(
+            (1..=7 * 24 * 60).contains(&cb.answer_within_minutes),
+            "callback.answer_within_minutes",
+            "must be between 1 and 10080",
+        );
+        let bh = &cb.business_hours;
+        check(
+            valid_time_zone(&bh.time_zone),
+            "callback.business_hours.time_zone",
+            "must be an IANA time zone such as Europe/Berlin or UTC",
+        );
+        let (open, close) = (parse_hhmm(&bh.open), parse_hhmm(&bh.close));
+        check(
+            open.is_some(),
+            "callback.business_hours.open",
+            "must be a local time like 09:00",
+        );
+        check(
+            close.is_some(),
+            "callback.business_hours.close",
+            "must be a local time like 18:00",
+        );
+        check(
+            !matches!((open, close), (Some(o), Some(c)) if o >= c),
+            "callback.business_hours.close",
+            "must be after open (overnight hours are not supported)",
+        );
+        check(
+            !bh.days.is_empty() && bh.days.iter().all(|d| parse_weekday(d).is_some()),
+            "callback.business_hours.days",
+            "must list at least one of mon, tue, wed, thu, fri, sat, sun",
+        );
+        check(
+            self.gifts.take_back_recent_days <= 365,
+            "gifts.take_back_recent_days",
+            "must be between 0 and 365",
         );
         if problems.is_empty() {
             Ok(())

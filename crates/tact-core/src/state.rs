@@ -38,6 +38,74 @@ pub struct CustomerState {
     /// existed still read (see tact-codec).
     #[serde(default)]
     pub recent_events: Vec<SeenEvent>,
+    /// What this session did that a helper needs: pages, searches, dismissals. Dropped with
+    /// the session. Added in state version 4, as are the fields after it.
+    #[serde(default)]
+    pub trail: Option<Trail>,
+    /// Callbacks asked for and not yet reported done (bounded).
+    #[serde(default)]
+    pub callbacks: Vec<OpenCallback>,
+    /// Recent product views that fed interests, so a gift bought afterwards can take them back
+    /// (bounded). Views from earlier sessions are kept only with personalization consent.
+    #[serde(default)]
+    pub product_views: Vec<ProductView>,
+    /// Products bought as gifts: never offered to the buyer as their own interest (bounded; only
+    /// with personalization consent).
+    #[serde(default)]
+    pub gifted: Vec<String>,
+}
+
+/// The current session's trail, for the agent's context and the interruption budget.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Trail {
+    pub session_id: String,
+    /// Oldest first, bounded.
+    pub pages: Vec<TrailPage>,
+    /// Oldest first, bounded.
+    pub searches: Vec<TrailSearch>,
+    /// Suggestions dismissed this session (any kind).
+    pub dismissals: u32,
+    pub last_dismissed_at: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrailPage {
+    pub page: String,
+    pub faq: bool,
+    /// Touched a `session_only` category: shown only to help inside the session.
+    pub session_only: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrailSearch {
+    pub query: String,
+    pub results: u32,
+    pub session_only: bool,
+}
+
+/// A "call me" not yet answered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OpenCallback {
+    /// The `callback` decision's id, which `CALLBACK_DONE` names.
+    pub decision_id: String,
+    pub cause_event_id: String,
+    pub product_id: Option<String>,
+    pub requested_at: Timestamp,
+    pub due_at: Timestamp,
+    /// An escalation went out (exactly once).
+    pub escalated: bool,
+}
+
+/// One product view that fed the buyer's interests.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProductView {
+    pub product_id: String,
+    pub category: String,
+    pub event_id: String,
+    pub session_id: String,
+    pub at: Timestamp,
+    /// Fed long-term interests (personalization consent): may outlive the session.
+    pub learned: bool,
 }
 
 /// One applied click event: a digest of its id and its event time.
@@ -74,7 +142,8 @@ pub struct PingPong {
     pub category: String,
     pub last_product: String,
     pub products: Vec<String>,
-    pub switches: u32,
+    /// Looks going back to a product already viewed (A -> B -> A).
+    pub returns: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -248,6 +317,7 @@ impl CustomerState {
                 out.push(&p.category);
             }
         }
+        out.extend(self.product_views.iter().map(|v| v.category.as_str()));
         out
     }
 }

@@ -37,7 +37,11 @@
 //! ```
 //!
 //! A decision expectation may add `detail_contains = ["90 days"]` (substrings of its reasons'
-//! human-readable details). Besides what a step lists, every output of every step is checked for:
+//! human-readable details), `due_minutes = 300` (its `due_at`, minutes after start), and for help
+//! hand-offs `context_pages`, `context_searches`, `context_faq`, `compared`, `cart` (the context's
+//! lists, exactly), `no_context = true` and `answers = ["faq-id", ...]` (suggested answers, best
+//! first). A top-level `[[faq]]` (id, question, answer, keywords, page) is the knowledge base; an
+//! event's `decision_id = "@CALLBACK"` names the run's latest decision of that kind. Besides what a step lists, every output of every step is checked for:
 //! consent for its purpose (`gates::purpose_of` / `gates::consent`), customer, policy version,
 //! time, expiry, cause event, and decision ids unique within a run.
 //!
@@ -51,8 +55,8 @@ use tact_core::event::PreferencesUpdate;
 use tact_core::gates::{self, Candidate, ConsentAnswer, Evidence};
 use tact_core::{
     apply_command, apply_event, apply_timer, next_due, Catalog, Channel, ClickEvent, CommandBody,
-    CustomerState, Decision, DecisionKind, EventKind, Gate, Item, Outcome, Policy, Product,
-    ProfileCommand, Purpose, Rules, Suppressed, Timestamp,
+    CustomerState, Decision, DecisionKind, EventKind, FaqEntry, Gate, Item, KnowledgeBase, Outcome,
+    Policy, Product, ProfileCommand, Purpose, Rules, Suppressed, Timestamp,
 };
 
 /// The story files that must exist: deleting one is a failure, not a smaller suite.
@@ -66,6 +70,11 @@ const REQUIRED: &[&str] = &[
     "gpc_stops_marketing",
     "quiet_hours_hold_back_outbound_until_morning",
     "holdout_customers_get_nothing_personalized_but_are_recorded",
+    "lost_faq_reader_gets_help_with_context_and_suggested_answers",
+    "chat_on_demand_is_handed_off_even_after_dismissals",
+    "callback_is_due_within_an_hour_of_business_time_and_escalates_once",
+    "struggle_detectors_pingpong_needs_a_return",
+    "gift_takes_its_browsing_with_it",
 ];
 
 const DEFAULT_START: &str = "2026-03-02T10:00:00Z";
@@ -83,6 +92,8 @@ struct Scenario {
     policy: Option<toml::Table>,
     #[serde(default)]
     catalog: Vec<Product>,
+    #[serde(default)]
+    faq: Vec<FaqSpec>,
     #[serde(default)]
     never_in_state: Vec<String>,
     #[serde(default)]
@@ -199,6 +210,19 @@ struct Step {
     state_excludes: Vec<String>,
 }
 
+/// One knowledge-base entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FaqSpec {
+    id: String,
+    question: String,
+    answer: String,
+    #[serde(default)]
+    keywords: Vec<String>,
+    #[serde(default)]
+    page: Option<String>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ItemSpec {
@@ -227,6 +251,26 @@ struct ExpectedDecision {
     /// Substrings the reasons' human-readable details must contain (not part of the diff key).
     #[serde(default)]
     detail_contains: Vec<String>,
+    /// The decision's `due_at`, in minutes after the start (day * 1440 + at).
+    #[serde(default)]
+    due_minutes: Option<i64>,
+    /// The hand-off context's pages, searches (queries), FAQ entries, compared products and
+    /// cart, each compared exactly; `no_context = true`: the decision carries none.
+    #[serde(default)]
+    context_pages: Option<Vec<String>>,
+    #[serde(default)]
+    context_searches: Option<Vec<String>>,
+    #[serde(default)]
+    context_faq: Option<Vec<String>>,
+    #[serde(default)]
+    compared: Option<Vec<String>>,
+    #[serde(default)]
+    cart: Option<Vec<String>>,
+    #[serde(default)]
+    no_context: bool,
+    /// Suggested answers' knowledge-base ids, best first.
+    #[serde(default)]
+    answers: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -357,6 +401,8 @@ struct Ctx<'a> {
     start: Timestamp,
     state: CustomerState,
     decision_ids: BTreeSet<String>,
+    /// The latest decision id of each kind (symbol), for `decision_id = "@CALLBACK"`.
+    last_ids: std::collections::BTreeMap<String, String>,
     failures: Vec<String>,
 }
 
@@ -412,7 +458,15 @@ impl Ctx<'_> {
                 })
                 .collect(),
             gift: step.gift,
-            decision_id: step.decision_id.clone(),
+            decision_id: match step.decision_id.as_deref() {
+                Some(r) if r.starts_with('@') => Some(
+                    self.last_ids
+                        .get(&r[1..])
+                        .cloned()
+                        .ok_or_else(|| format!("no {} decision yet for {r:?}", &r[1..]))?,
+                ),
+                other => other.map(str::to_owned),
+            },
             suggestion_kind: step.suggestion_kind.clone(),
             gpc: step.gpc,
         })
@@ -560,6 +614,10 @@ impl Ctx<'_> {
         out: &Outcome,
         cause: Option<&ClickEvent>,
     ) -> Result<(), String> {
+        for d in &out.decisions {
+            self.last_ids
+                .insert(d.kind.symbol().to_owned(), d.decision_id.clone());
+        }
         let ignored: Vec<DecisionKind> = step
             .ignore_kinds
             .iter()
@@ -646,6 +704,54 @@ impl Ctx<'_> {
                 }
             }
         }
+        for d in &step.decisions {
+            let k = kind(&d.kind)?;
+            let Some(x) = out.decisions.iter().find(|x| x.kind == k) else {
+                continue;
+            };
+            if let Some(m) = d.due_minutes {
+                let want = Timestamp(self.start.millis() + m * MINUTE_MS);
+                if x.due_at != Some(want) {
+                    let show =
+                        |t: Option<Timestamp>| t.map_or("none".to_owned(), |t| self.offset(t));
+                    let _ = writeln!(
+                        msg,
+                        "  {} is due {} but {} was expected",
+                        k.symbol(),
+                        show(x.due_at),
+                        show(Some(want))
+                    );
+                }
+            }
+            if d.no_context && x.context.is_some() {
+                let _ = writeln!(msg, "  {} carries a context: {:?}", k.symbol(), x.context);
+            }
+            let ctx = x.context.clone().unwrap_or_default();
+            let searches: Vec<String> = ctx.searches.iter().map(|s| s.query.clone()).collect();
+            let answers: Vec<String> = x
+                .suggested_answers
+                .iter()
+                .map(|a| a.faq_id.clone())
+                .collect();
+            for (name, want, got) in [
+                ("context pages", &d.context_pages, &ctx.pages),
+                ("context searches", &d.context_searches, &searches),
+                ("context FAQ entries", &d.context_faq, &ctx.faq_entries),
+                ("compared products", &d.compared, &ctx.products_compared),
+                ("context cart", &d.cart, &ctx.cart),
+                ("suggested answers", &d.answers, &answers),
+            ] {
+                if let Some(want) = want {
+                    if want != got {
+                        let _ = writeln!(
+                            msg,
+                            "  {} {name} are {got:?} but {want:?} were expected",
+                            k.symbol()
+                        );
+                    }
+                }
+            }
+        }
         msg.push_str(&self.invariants(now, out, cause));
         let state_json = serde_json::to_string(&self.state)
             .map_err(|e| format!("state does not serialize: {e}"))?;
@@ -665,7 +771,10 @@ impl Ctx<'_> {
         }
         for needle in &self.scenario.never_in_outputs {
             for d in &out.decisions {
-                let text = format!("{:?} {:?}", d.items, d.reasons);
+                let text = format!(
+                    "{:?} {:?} {:?} {:?}",
+                    d.items, d.reasons, d.context, d.suggested_answers
+                );
                 if text.contains(needle.as_str()) {
                     let _ = writeln!(
                         msg,
@@ -731,7 +840,9 @@ impl Ctx<'_> {
                     d.customer_id, d.policy_version, d.created_at
                 );
             }
-            if d.expires_at != now.plus_minutes(policy.decision_ttl_minutes) {
+            let ttl = now.plus_minutes(policy.decision_ttl_minutes);
+            // A callback stays valid until it is due.
+            if d.expires_at != ttl.max(d.due_at.unwrap_or(ttl)) {
                 let _ = writeln!(msg, "  decision {label} expires at {:?}", d.expires_at);
             }
             if let Some(ev) = cause {
@@ -759,6 +870,9 @@ impl Ctx<'_> {
                 evidence: Evidence::Browsing,
                 categories: Vec::new(),
                 in_session: true,
+                context: None,
+                answers: Vec::new(),
+                due_at: None,
             };
             if let Some(p) = gates::purpose_of(&candidate) {
                 if let ConsentAnswer::Denied { reason_code, .. } =
@@ -791,6 +905,22 @@ impl Ctx<'_> {
     }
 }
 
+fn knowledge_base(scenario: &Scenario) -> KnowledgeBase {
+    KnowledgeBase::new(
+        scenario
+            .faq
+            .iter()
+            .map(|e| FaqEntry {
+                id: e.id.clone(),
+                question: e.question.clone(),
+                answer: e.answer.clone(),
+                keywords: e.keywords.clone(),
+                page: e.page.clone(),
+            })
+            .collect(),
+    )
+}
+
 fn run_file(path: &Path) -> Result<Vec<String>, String> {
     let file = path
         .file_name()
@@ -805,6 +935,7 @@ fn run_file(path: &Path) -> Result<Vec<String>, String> {
         .map_err(|e| format!("{file}: {e}"))?;
     let catalog =
         Catalog::new(scenario.catalog.clone()).map_err(|e| format!("{file}: catalog: {e}"))?;
+    let faq = knowledge_base(&scenario);
     let mut failures = Vec::new();
     for run in &scenario.runs {
         let overrides: Vec<&toml::Table> =
@@ -824,11 +955,13 @@ fn run_file(path: &Path) -> Result<Vec<String>, String> {
             rules: Rules {
                 policy,
                 catalog: catalog.clone(),
+                faq: faq.clone(),
             },
             customer,
             start,
             state: CustomerState::default(),
             decision_ids: BTreeSet::new(),
+            last_ids: Default::default(),
             failures: Vec::new(),
         };
         let mut last_time = start;
@@ -907,6 +1040,7 @@ fn golden_scenarios_replay_identically() {
             let start =
                 parse_start(scenario.start.as_deref().unwrap_or(DEFAULT_START)).expect("start");
             let catalog = Catalog::new(scenario.catalog.clone()).expect("catalog");
+            let faq = knowledge_base(&scenario);
             let mut all = Vec::new();
             for run in &scenario.runs {
                 let overrides: Vec<&toml::Table> =
@@ -924,11 +1058,13 @@ fn golden_scenarios_replay_identically() {
                     rules: Rules {
                         policy,
                         catalog: catalog.clone(),
+                        faq: faq.clone(),
                     },
                     customer,
                     start,
                     state: CustomerState::default(),
                     decision_ids: BTreeSet::new(),
+                    last_ids: Default::default(),
                     failures: Vec::new(),
                 };
                 let mut last = start;

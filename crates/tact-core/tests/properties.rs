@@ -165,7 +165,7 @@ prop_compose! {
         h.channel = if help.0 { Channel::Chat } else { Channel::OnSite };
         (h.min_session_events, h.faq_min_pages, h.faq_min_scroll, h.faq_min_dwell_ms, h.search_min_failures, h.search_few_results) =
             (help.1, help.2, help.3, help.4, help.5, help.6);
-        (h.pingpong_min_switches, h.pingpong_min_dwell_ms, h.checkout_min_returns) = help2;
+        (h.pingpong_min_returns, h.pingpong_min_dwell_ms, h.checkout_min_returns) = help2;
         (p.compatible_accessory.max_items, p.compatible_accessory.max_purchase_age_days) = accessory;
         p.outbound.channel = if outbound.0 { Channel::Email } else { Channel::Push };
         p.outbound.abandoned_cart_after_minutes = outbound.1;
@@ -475,6 +475,9 @@ fn candidate_of(d: &Decision) -> Candidate {
         evidence: Evidence::Browsing,
         categories: Vec::new(),
         in_session: true,
+        context: None,
+        answers: Vec::new(),
+        due_at: None,
     }
 }
 
@@ -1058,6 +1061,7 @@ fn check(
     let rules = Rules {
         policy,
         catalog: catalog(),
+        ..Rules::default()
     };
     let (_, violation) = run(&rules, customer, ops, families);
     match violation {
@@ -1126,7 +1130,7 @@ proptest! {
     #[test]
     fn state_stays_bounded_and_replays_identically(policy in arb_any_policy(), customer in prop::sample::select(CUSTOMERS.to_vec()), ops in arb_ops(200)) {
         prop_assert_eq!(policy.validate(), Ok(()));
-        let rules = Rules { policy, catalog: catalog() };
+        let rules = Rules { policy, catalog: catalog(), ..Rules::default() };
         let (log, violation) = run(&rules, customer, &ops, &[Fam::Bounds]);
         prop_assert!(violation.is_none(), "{}", violation.unwrap_or_default());
         prop_assert_eq!(log, run(&rules, customer, &ops, &[]).0);
@@ -1157,6 +1161,9 @@ fn decision(
         created_at: at,
         expires_at: at,
         policy_version: "default-1".into(),
+        context: None,
+        suggested_answers: Vec::new(),
+        due_at: None,
     }
 }
 
@@ -1170,6 +1177,7 @@ fn the_oracle_catches_fabricated_violations() {
     let rules = Rules {
         policy,
         catalog: catalog(),
+        ..Rules::default()
     };
     let now = Timestamp(T0 + 12 * 60 * MIN);
     let grant = |sim: &mut Sim, purpose| {
@@ -1357,6 +1365,7 @@ fn state_stays_bounded_over_a_long_session_with_an_open_catalog() {
     let rules = Rules {
         policy,
         catalog: Catalog::default(),
+        ..Rules::default()
     };
     let mut s = CustomerState::default();
     let grant = ProfileCommand {
@@ -1434,6 +1443,7 @@ fn generator_coverage() {
         let rules = Rules {
             policy,
             catalog: catalog(),
+            ..Rules::default()
         };
         let mut sim = Sim::new(&rules, customer);
         for (i, op) in ops.iter().enumerate() {

@@ -72,6 +72,17 @@ pub fn apply_command(
                     .is_some_and(|p| is_private(&p.category))
             };
             state.interests.retain(|c| !is_private(&c.category));
+            state
+                .product_views
+                .retain(|v| !is_private(&v.category) && !filed_private(&v.product_id));
+            state.gifted.retain(|g| !filed_private(g));
+            if !private.is_empty() {
+                // The trail does not say which category a page belonged to: it goes whole.
+                if let Some(t) = state.trail.as_mut() {
+                    t.pages.clear();
+                    t.searches.clear();
+                }
+            }
             for c in &mut state.interests {
                 c.recent_products.retain(|p| !filed_private(p));
             }

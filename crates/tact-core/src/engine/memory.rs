@@ -11,7 +11,7 @@ use crate::event::{ClickEvent, EventKind, Purpose};
 use crate::policy::Policy;
 use crate::state::{
     Backoff, Cart, CartItem, CategoryInterest, ConsentRecord, CustomerState, Gift, GiftMode,
-    Purchase,
+    ProductView, Purchase,
 };
 use crate::time::Timestamp;
 
@@ -27,7 +27,11 @@ pub(super) fn forget_without_consent(state: &mut CustomerState, policy: &Policy,
         .recipients
         .iter()
         .any(|r| !r.gifts.is_empty() || !r.viewed.is_empty());
-    if (!state.interests.is_empty() || !state.purchases.is_empty() || learned_gifts)
+    let learned_views = !state.gifted.is_empty() || state.product_views.iter().any(|v| v.learned);
+    if (!state.interests.is_empty()
+        || !state.purchases.is_empty()
+        || learned_gifts
+        || learned_views)
         && !granted(
             state,
             Purpose::Personalization,
@@ -44,6 +48,8 @@ pub(super) fn forget_without_consent(state: &mut CustomerState, policy: &Policy,
 pub(super) fn forget_learned(state: &mut CustomerState) {
     state.interests.clear();
     state.purchases.clear();
+    state.gifted.clear();
+    state.product_views.retain(|v| !v.learned);
     for r in &mut state.recipients {
         r.gifts.clear();
         r.viewed.clear();
@@ -55,6 +61,7 @@ pub(super) fn forget_learned(state: &mut CustomerState) {
 pub(super) fn unwanted(state: &CustomerState, rules: &Rules, product: &str) -> bool {
     let prefs = &state.preferences;
     state.purchases.iter().any(|p| p.product_id == product)
+        || state.gifted.iter().any(|g| g == product)
         || rules.catalog.get(product).is_some_and(|p| {
             prefs.excluded_categories.contains(&p.category)
                 || prefs.private_categories.contains(&p.category)
@@ -261,6 +268,11 @@ pub(super) fn record_evidence(
                     true,
                 );
             }
+            if let (Some(product), false, EventKind::ProductView | EventKind::AddToCart) =
+                (product, session_only, &ev.kind)
+            {
+                remember_view(state, ev, product, category, personalized, policy);
+            }
         }
     }
     match ev.kind {
@@ -301,6 +313,13 @@ pub(super) fn record_evidence(
             cart.nudged = false;
             cart.defer_until = None;
         }
+        EventKind::Purchase if gift => {
+            state.cart = None;
+            if let Some(session) = state.session.as_mut() {
+                session.purchased = true;
+            }
+            take_back_gift(state, ev, rules, personalized, recipient);
+        }
         EventKind::Purchase => {
             state.cart = None;
             if let Some(session) = state.session.as_mut() {
@@ -334,7 +353,10 @@ pub(super) fn record_evidence(
 
 /// Drops the session and everything that lived only in it.
 pub(super) fn end_session(state: &mut CustomerState) {
+    state.trail = None;
     if let Some(ended) = state.session.take() {
+        // Views that fed only this session's evidence go with it.
+        state.product_views.retain(|v| v.learned);
         if let Some(gift) = &state.gift_mode {
             if gift.until.is_none() && gift.session_id.as_deref() == Some(ended.id.as_str()) {
                 state.gift_mode = None;
@@ -364,4 +386,120 @@ pub(super) fn record_consent(
         at,
         expires_at,
     });
+}
+
+/// Views of one product remembered for a later gift purchase to take back (bounded).
+const MAX_PRODUCT_VIEWS: usize = 32;
+/// Products remembered as bought for someone else (bounded).
+const MAX_GIFTED: usize = 50;
+
+/// Remembers a view that fed the buyer's evidence, so that buying the product as a gift later
+/// can take it back.
+fn remember_view(
+    state: &mut CustomerState,
+    ev: &ClickEvent,
+    product: &str,
+    category: &str,
+    learned: bool,
+    policy: &Policy,
+) {
+    let window = i64::from(policy.gifts.take_back_recent_days) * DAY_MS;
+    let now = ev.event_time;
+    state
+        .product_views
+        .retain(|v| v.session_id == ev.session_id || (v.learned && now.since(v.at) <= window));
+    state.product_views.push(ProductView {
+        product_id: product.to_owned(),
+        category: category.to_owned(),
+        event_id: ev.event_id.clone(),
+        session_id: ev.session_id.clone(),
+        at: now,
+        learned,
+    });
+    if state.product_views.len() > MAX_PRODUCT_VIEWS {
+        let excess = state.product_views.len() - MAX_PRODUCT_VIEWS;
+        state.product_views.drain(..excess);
+    }
+}
+
+/// Takes one view's evidence out of a list of interests.
+fn untake(list: &mut Vec<CategoryInterest>, view: &ProductView) {
+    if let Some(i) = list.iter().position(|c| c.category == view.category) {
+        let c = &mut list[i];
+        c.views = c.views.saturating_sub(1);
+        c.evidence.retain(|e| e != &view.event_id);
+        c.recent_products.retain(|p| p != &view.product_id);
+        if c.views == 0 {
+            list.swap_remove(i);
+        }
+    }
+}
+
+/// A gift says nothing about the buyer's own taste: the views of its items in this session (and
+/// in the last `gifts.take_back_recent_days`) are taken back from the buyer's interests, moved
+/// to the named recipient if there is one, and the items are never offered to the buyer as
+/// their own interest again.
+fn take_back_gift(
+    state: &mut CustomerState,
+    ev: &ClickEvent,
+    rules: &Rules,
+    personalized: bool,
+    recipient: Option<&str>,
+) {
+    let policy = &rules.policy;
+    let window = i64::from(policy.gifts.take_back_recent_days) * DAY_MS;
+    let now = ev.event_time;
+    let products: Vec<&str> = ev
+        .items
+        .iter()
+        .map(|i| i.product_id.as_str())
+        .chain(ev.product_id.as_deref())
+        .collect();
+    for product in products {
+        let (taken, kept): (Vec<ProductView>, Vec<ProductView>) =
+            std::mem::take(&mut state.product_views)
+                .into_iter()
+                .partition(|v| {
+                    v.product_id == product
+                        && (v.session_id == ev.session_id || now.since(v.at) <= window)
+                });
+        state.product_views = kept;
+        for v in &taken {
+            if v.learned {
+                untake(&mut state.interests, v);
+            }
+            if let Some(session) = state.session.as_mut().filter(|s| s.id == v.session_id) {
+                untake(&mut session.category_views, v);
+            }
+            if let (true, Some(r)) = (
+                personalized,
+                recipient.and_then(|id| state.recipients.iter_mut().find(|r| r.recipient_id == id)),
+            ) {
+                bump(
+                    &mut r.viewed,
+                    &v.category,
+                    Some(product),
+                    &v.event_id,
+                    v.at,
+                    policy,
+                    false,
+                );
+            }
+        }
+        // Never the buyer's own interest again, whatever still lists it.
+        for c in &mut state.interests {
+            c.recent_products.retain(|p| p != product);
+        }
+        if let Some(session) = state.session.as_mut() {
+            for c in &mut session.category_views {
+                c.recent_products.retain(|p| p != product);
+            }
+        }
+        if personalized && !state.gifted.iter().any(|g| g == product) {
+            state.gifted.push(product.to_owned());
+            if state.gifted.len() > MAX_GIFTED {
+                state.gifted.remove(0);
+            }
+        }
+    }
 }

@@ -11,6 +11,7 @@
 use crate::catalog::Catalog;
 use crate::decision::Channel;
 use crate::event::{ClickEvent, EventKind, Purpose};
+use crate::faq::KnowledgeBase;
 use crate::gates::{self, consent, Candidate, Cause, ConsentAnswer};
 use crate::id::digest64;
 use crate::policy::{Policy, Tier};
@@ -35,6 +36,8 @@ const MAX_EVIDENCE: usize = 5;
 pub struct Rules {
     pub policy: Policy,
     pub catalog: Catalog,
+    /// Prepared answers help decisions suggest.
+    pub faq: KnowledgeBase,
 }
 
 /// What a command did to the customer's state.
@@ -135,6 +138,11 @@ pub fn apply_event(state: &mut CustomerState, ev: &ClickEvent, rules: &Rules) ->
         return out;
     }
     let now = ev.event_time;
+    if ev.kind == EventKind::CallbackDone {
+        // The contact system's report, not the visitor's activity: no session, no proposals.
+        help::callback_done(state, ev, &mut out);
+        return out;
+    }
     if ev.gpc {
         // The browser objects to being marketed to: an opt-out of marketing, on every channel.
         record_consent(
@@ -178,6 +186,7 @@ pub fn apply_event(state: &mut CustomerState, ev: &ClickEvent, rules: &Rules) ->
         candidates.extend(welcome_back(state, rules, now));
     }
     feedback(state, ev, policy);
+    help::record_dismissal(state, ev);
 
     if ev.kind == EventKind::Purchase {
         // Any purchase ends the cart (also one of only never-remember or private items): the
@@ -191,6 +200,7 @@ pub fn apply_event(state: &mut CustomerState, ev: &ClickEvent, rules: &Rules) ->
         .iter()
         .any(|c| state.preferences.private_categories.contains(c));
     let known = !matches!(ev.kind, EventKind::Unknown(_) | EventKind::Other);
+    let mut asked = None;
     // A never-remember or private event is used for nothing per person (aggregate metrics only).
     if known && !never && !private {
         let personalized = granted(
@@ -218,7 +228,12 @@ pub fn apply_event(state: &mut CustomerState, ev: &ClickEvent, rules: &Rules) ->
             recipient.as_deref(),
             session_only,
         );
-        candidates.extend(detect_struggle(state, ev, policy));
+        help::record_trail(state, ev, session_only);
+        if ev.kind == EventKind::ChatRequested {
+            // Before the detectors: the hand-off carries the struggle the chat resolves.
+            asked = Some(help::chat_handoff(state, ev, rules));
+        }
+        candidates.extend(detect_struggle(state, ev, rules));
         if matches!(ev.kind, EventKind::CategoryView | EventKind::ProductView) {
             if let Some(category) = categories.first() {
                 candidates.extend(recommendation(
@@ -234,6 +249,11 @@ pub fn apply_event(state: &mut CustomerState, ev: &ClickEvent, rules: &Rules) ->
             candidates.extend(browse_followup(state, ev, &categories));
         }
     }
+    if ev.kind == EventKind::ChatRequested && asked.is_none() {
+        // Asked about something sensitive: the chat still comes, with nothing of it in the context.
+        asked = Some(help::chat_handoff(state, ev, rules));
+    }
+    candidates.extend(asked);
     let cause = Cause {
         customer_id: &ev.customer_id,
         session_id: Some(&ev.session_id),
@@ -243,10 +263,14 @@ pub fn apply_event(state: &mut CustomerState, ev: &ClickEvent, rules: &Rules) ->
     for c in candidates {
         gates::emit(state, c, &cause, policy, &mut out);
     }
+    if ev.kind == EventKind::CallbackRequested {
+        help::callback(state, ev, rules, &cause, &mut out);
+    }
     out
 }
 
 mod commands;
+mod help;
 mod memory;
 mod proposers;
 mod release;
@@ -255,6 +279,7 @@ mod timers;
 pub use crate::decision::Outcome;
 pub use crate::gates::GPC_SOURCE;
 pub use commands::apply_command;
+pub use help::callback_due;
 pub use release::apply_release;
 pub use timers::{apply_timer, next_due, pending_timers, PendingTimer, TimerKind};
 

@@ -4,21 +4,39 @@
 //! Invariant: a proposer only proposes; whether anything reaches the customer is the gate
 //! chain's call, and each (kind, subject) is proposed at most once per session.
 
+use super::help;
 use super::memory::unwanted;
 use super::{granted, Rules, DAY_MS};
 use crate::decision::{Channel, DecisionKind, Reason};
 use crate::event::{ClickEvent, EventKind, Purpose};
 use crate::gates::{Candidate, Evidence};
-use crate::policy::Policy;
 use crate::state::{CustomerState, PingPong, Purchase};
+
+/// Products a ping-pong tracker remembers (the agent's "compared" list).
+const MAX_COMPARED: usize = 10;
 use crate::time::Timestamp;
 
 /// Struggle detectors: in-session behaviour that says "this visitor is stuck".
+///
+/// The exact rules (pinned by `tests/golden/struggle_detectors_*.toml`, documented in
+/// `deploy/policy.toml`):
+/// - `faq_struggle`: `faq_min_pages` FAQ views this session each read in depth (scroll at least
+///   `faq_min_scroll` or dwell at least `faq_min_dwell_ms`), with no product view, cart addition,
+///   purchase or chat in between.
+/// - `failing_search`: searches with at most `search_few_results` results add 1 each, 2 when
+///   within `search_reformulation_ms` of the previous failed one; a search that finds more
+///   resets; fires at `search_min_failures`.
+/// - `product_pingpong`: within one category, going back to a product already viewed this
+///   session (A -> B -> A), each look lasting `pingpong_min_dwell_ms`; fires at
+///   `pingpong_min_returns` returns. Many different products, each once, never fire.
+/// - `checkout_loop`: `checkout_min_returns` views of a `/cart` or `/checkout` page without a
+///   purchase.
 pub(super) fn detect_struggle(
     state: &mut CustomerState,
     ev: &ClickEvent,
-    policy: &Policy,
+    rules: &Rules,
 ) -> Vec<Candidate> {
+    let policy = &rules.policy;
     let h = &policy.proactive_help;
     let Some(s) = state.session.as_mut() else {
         return Vec::new();
@@ -67,17 +85,19 @@ pub(super) fn detect_struggle(
                 match s.pingpong.as_mut() {
                     Some(p) if p.category == cat => {
                         if p.last_product != product && long {
-                            p.switches += 1;
-                            if !p.products.iter().any(|x| x == product) {
+                            if p.products.iter().any(|x| x == product) {
+                                // Back to one already looked at: comparing, undecided.
+                                p.returns += 1;
+                            } else if p.products.len() < MAX_COMPARED {
                                 p.products.push(product.to_owned());
                             }
                         }
                         p.last_product = product.to_owned();
-                        if p.switches >= h.pingpong_min_switches && p.products.len() >= 2 {
+                        if p.returns >= h.pingpong_min_returns {
                             found.push((
                                 "product_pingpong",
                                 format!(
-                                    "you compared {} products back and forth",
+                                    "you went back and forth between {} products",
                                     p.products.len()
                                 ),
                             ));
@@ -88,7 +108,7 @@ pub(super) fn detect_struggle(
                             category: cat.to_owned(),
                             last_product: product.to_owned(),
                             products: vec![product.to_owned()],
-                            switches: 0,
+                            returns: 0,
                         })
                     }
                 }
@@ -112,7 +132,7 @@ pub(super) fn detect_struggle(
             s.pingpong = None;
             s.faq_deep_reads = 0;
         }
-        EventKind::Purchase | EventKind::ChatOpened => {
+        EventKind::Purchase | EventKind::ChatOpened | EventKind::ChatRequested => {
             s.checkout_returns = 0;
             s.faq_deep_reads = 0;
             s.search_failures = 0;
@@ -127,6 +147,7 @@ pub(super) fn detect_struggle(
             .iter()
             .any(|(k, x)| *k == DecisionKind::ProactiveHelp && x == detector)
     });
+    let state = &*state;
     found
         .into_iter()
         .map(|(detector, detail)| Candidate {
@@ -135,10 +156,13 @@ pub(super) fn detect_struggle(
             subject: detector.to_owned(),
             personalized: true,
             items: Vec::new(),
+            context: Some(help::context(state, rules, true, Some((detector, &detail)))),
+            answers: help::suggested_answers(state, rules, true),
             reasons: vec![Reason::new(detector, detail)],
             evidence: Evidence::InSession,
             categories: Vec::new(),
             in_session: true,
+            due_at: None,
         })
         .collect()
 }
@@ -217,6 +241,9 @@ pub(super) fn welcome_back(
         evidence: Evidence::Browsing,
         categories,
         in_session: false,
+        context: None,
+        answers: Vec::new(),
+        due_at: None,
     })
 }
 
@@ -308,6 +335,9 @@ pub(super) fn recommendation(
         evidence: basis,
         categories: vec![category.to_owned()],
         in_session: !personalized || session_only,
+        context: None,
+        answers: Vec::new(),
+        due_at: None,
     })
 }
 
@@ -361,6 +391,9 @@ pub(super) fn compatible_accessory(
             evidence: Evidence::Explicit,
             categories,
             in_session: false,
+            context: None,
+            answers: Vec::new(),
+            due_at: None,
         });
     }
     None
@@ -399,5 +432,8 @@ pub(super) fn browse_followup(
         evidence: Evidence::Browsing,
         categories: categories.to_vec(),
         in_session: false,
+        context: None,
+        answers: Vec::new(),
+        due_at: None,
     })
 }

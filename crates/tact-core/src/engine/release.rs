@@ -58,6 +58,9 @@ pub fn apply_release(
         evidence: Evidence::Stated,
         categories,
         in_session: false,
+        context: None,
+        answers: Vec::new(),
+        due_at: None,
     };
     gates::emit(
         state,

@@ -6,7 +6,7 @@
 //! it belongs to, and a restart recomputes exactly the same schedule.
 
 use super::memory::{end_session, forget_without_consent, unwanted};
-use super::{Outcome, Rules, DAY_MS};
+use super::{help, Outcome, Rules, DAY_MS};
 use crate::decision::{DecisionKind, Reason};
 use crate::event::parse_birthday;
 use crate::gates::{self, Cause};
@@ -31,6 +31,8 @@ pub enum TimerKind {
     BirthdayReminder,
     /// An inferred interest reaches `inferred_retention_days` without renewal.
     InterestRetention,
+    /// A callback reaches its due time unanswered (escalation), or an escalated one is forgotten.
+    CallbackDue,
 }
 
 /// One pending timer, for `tact inspect`.
@@ -114,6 +116,14 @@ fn visit(state: &CustomerState, policy: &Policy, mut f: impl FnMut(TimerKind, Ti
             f(TimerKind::BirthdayReminder, due, &r.recipient_id);
         }
     }
+    for c in &state.callbacks {
+        let due = if c.escalated {
+            Timestamp(c.due_at.millis().saturating_add(help::FORGET_ESCALATED_MS))
+        } else {
+            c.due_at
+        };
+        f(TimerKind::CallbackDue, due, &c.decision_id);
+    }
     let keep = retention_ms(policy);
     let learned = state
         .interests
@@ -176,7 +186,7 @@ pub(super) fn expire_learned(state: &mut CustomerState, policy: &Policy, now: Ti
 
 /// Event time has reached `now` for this customer with no new event: expire consents (and what
 /// was learned under them) and stale inferences, end a lapsed session (dropping its session-only
-/// data), nudge about an abandoned cart and remind of birthdays when due.
+/// data), nudge about an abandoned cart, remind of birthdays and escalate overdue callbacks.
 pub fn apply_timer(
     state: &mut CustomerState,
     customer_id: &str,
@@ -195,6 +205,7 @@ pub fn apply_timer(
     }
     abandoned_cart(state, customer_id, now, rules, &mut out);
     birthday_reminders(state, customer_id, now, rules, &mut out);
+    help::escalate_overdue(state, customer_id, now, rules, &mut out);
     out
 }
 
@@ -252,6 +263,9 @@ fn abandoned_cart(
             })
             .collect(),
         in_session: false,
+        context: None,
+        answers: Vec::new(),
+        due_at: None,
     };
     let suppressed_before = out.suppressed.len();
     gates::emit(
@@ -378,6 +392,9 @@ fn birthday_reminders(
             evidence: Evidence::Stated,
             categories,
             in_session: false,
+            context: None,
+            answers: Vec::new(),
+            due_at: None,
         };
         let cause = format!("birthday:{}:{year}", r.recipient_id);
         gates::emit(
