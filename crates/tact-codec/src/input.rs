@@ -129,7 +129,7 @@ fn unframe<'a>(
         },
         InputFormat::AvroSingleObject => match bytes {
             [0xC3, 0x01, rest @ ..] if rest.len() >= 8 => {
-                if &rest[..8] != schema.rabin_fingerprint() {
+                if !crate::schema::readable_fingerprint(schema, &rest[..8]) {
                     return Err(DecodeError::new(
                         ErrorClass::WrongSchema,
                         "schema fingerprint differs from the shipped schema",

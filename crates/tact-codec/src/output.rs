@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_avro_fast::ser::SerializerConfig;
 use serde_avro_fast::Schema;
 use tact_core::state::ErasureReport;
-use tact_core::{Decision, Reason, Suppressed};
+use tact_core::{Decision, HelpContext, Reason, SuggestedAnswer, Suppressed};
 
 /// Framing of every record tact produces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,6 +106,9 @@ struct WireDecision<'a> {
     created_at: i64,
     expires_at: i64,
     policy_version: &'a str,
+    context: Option<&'a HelpContext>,
+    suggested_answers: &'a [SuggestedAnswer],
+    due_at: Option<i64>,
 }
 
 #[derive(Serialize)]
@@ -253,6 +256,9 @@ impl Encoder {
             created_at: d.created_at.millis(),
             expires_at: d.expires_at.millis(),
             policy_version: &d.policy_version,
+            context: d.context.as_ref(),
+            suggested_answers: &d.suggested_answers,
+            due_at: d.due_at.map(|t| t.millis()),
         };
         let id = self.id(|d, _, _| d);
         framed(&wire, &mut self.decision, id)
@@ -346,6 +352,9 @@ pub struct DecodedDecision {
     pub created_at: i64,
     pub expires_at: i64,
     pub policy_version: String,
+    pub context: Option<HelpContext>,
+    pub suggested_answers: Vec<SuggestedAnswer>,
+    pub due_at: Option<i64>,
 }
 
 /// A suppressed candidate as read back from the audit topic.

@@ -22,6 +22,19 @@ pub const DEAD_LETTER: &str = include_str!("../../../schemas/dead_letter.avsc");
 pub const ERASURE_RECEIPT: &str = include_str!("../../../schemas/erasure_receipt.avsc");
 pub const CATALOG_RELEASE: &str = include_str!("../../../schemas/catalog_release.avsc");
 
+/// Earlier versions of input schemas whose every datum reads unchanged with the shipped one (they
+/// differ only by symbols appended to an enum): records framed with their fingerprints are
+/// accepted. `click_event.v1` lacks the chat and callback event types.
+pub const CLICK_EVENT_V1: &str = include_str!("../../../schemas/history/click_event.v1.avsc");
+
+/// True when single-object input stamped with `fingerprint` may be read with `schema`: its own
+/// fingerprint, or that of an earlier version listed above.
+pub fn readable_fingerprint(schema: &Schema, fingerprint: &[u8]) -> bool {
+    fingerprint == schema.rabin_fingerprint()
+        || (schema.rabin_fingerprint() == click_event().rabin_fingerprint()
+            && fingerprint == click_event_v1().rabin_fingerprint())
+}
+
 macro_rules! parsed {
     ($fn_name:ident, $text:ident) => {
         pub fn $fn_name() -> &'static Schema {
@@ -44,6 +57,7 @@ parsed!(suppressed, SUPPRESSED);
 parsed!(dead_letter, DEAD_LETTER);
 parsed!(erasure_receipt, ERASURE_RECEIPT);
 parsed!(catalog_release, CATALOG_RELEASE);
+parsed!(click_event_v1, CLICK_EVENT_V1);
 
 #[cfg(test)]
 mod tests {
@@ -56,5 +70,6 @@ mod tests {
         super::dead_letter();
         super::erasure_receipt();
         super::catalog_release();
+        super::click_event_v1();
     }
 }

@@ -26,8 +26,8 @@ pub use decision::{
     SuggestedAnswer, Suppressed,
 };
 pub use engine::{
-    apply_command, apply_event, apply_release, apply_timer, callback_due, next_due, pending_timers,
-    CommandEffect, Outcome, PendingTimer, Rules, TimerKind,
+    apply_command, apply_event, apply_release, apply_timer, callback_decision_id, callback_due,
+    next_due, pending_timers, CommandEffect, Outcome, PendingTimer, Rules, TimerKind,
 };
 pub use event::{ClickEvent, CommandBody, EventKind, Item, ProfileCommand, Purpose, Release};
 pub use faq::{FaqEntry, KnowledgeBase};

@@ -501,7 +501,11 @@ fn allowed_reasons(gate: Gate) -> &'static [&'static str] {
             "category_private",
         ],
         Gate::Context => &["browsing_only", "too_early"],
-        Gate::Fatigue => &["backoff_after_dismissal", "cap_reached"],
+        Gate::Fatigue => &[
+            "backoff_after_dismissal",
+            "interruption_budget",
+            "cap_reached",
+        ],
         Gate::QuietHours => &["quiet_hours"],
         Gate::Holdout => &["holdout_group"],
     }
@@ -901,6 +905,16 @@ impl<'a> Sim<'a> {
         // session_only: never in long-term memory, gone with the session.
         let mut long_term = learned.clone();
         long_term.session = None;
+        // The trail is the session's too: it never outlives it (checked here).
+        long_term.trail = None;
+        if let Some(t) = &s.trail {
+            if s.session.as_ref().is_none_or(|x| x.id != t.session_id) {
+                v.push((
+                    Fam::SessionOnly,
+                    format!("the trail of session {} outlived it", t.session_id),
+                ));
+            }
+        }
         let long_term_json = to_json(&long_term);
         for cat in names_in_tier(policy, Tier::SessionOnly) {
             if long_term_json.contains(cat) {

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tact_codec::{InputFormat, OutputFormat};
-use tact_core::{Catalog, Policy, Product, Rules};
+use tact_core::{Catalog, FaqEntry, KnowledgeBase, Policy, Product, Rules};
 
 pub const DEFAULT_TOML: &str = include_str!("default.toml");
 /// Environment variables `TACT__SECTION__KEY` override the file.
@@ -130,6 +130,7 @@ struct RawLog {
 struct RawRules {
     policy_file: PathBuf,
     catalog_file: PathBuf,
+    faq_file: PathBuf,
 }
 
 #[derive(Debug, Deserialize)]
@@ -210,6 +211,7 @@ pub struct Settings {
     /// Where the policy came from (`None`: the embedded default, with `[policy]` overrides).
     pub policy_file: Option<PathBuf>,
     pub catalog_file: Option<PathBuf>,
+    pub faq_file: Option<PathBuf>,
 }
 
 /// Why the configuration cannot be used: every problem found, each naming its key.
@@ -244,7 +246,7 @@ impl Settings {
             "kafka.bootstrap_servers = {}\nkafka.group_id = {}\nkafka.instance_id = {}\nkafka.client = {:?}\ntopics = {:?}\n\
              input: clickstream {:?}, profile_commands {:?}, max {} bytes\noutput = {:?}\n\
              state.dir = {}\npipeline: batch {} events / {:?}, commit every {:?}, shutdown deadline {:?}\n\
-             http.listen = {}\npolicy = {} (version {}), catalog = {} ({} products)\n",
+             http.listen = {}\npolicy = {} (version {}), catalog = {} ({} products), faq = {} ({} answers)\n",
             self.kafka.bootstrap_servers,
             self.kafka.group_id,
             self.kafka
@@ -267,6 +269,8 @@ impl Settings {
             self.rules.policy.version,
             self.catalog_file.as_ref().map_or("none".to_owned(), |p| p.display().to_string()),
             self.rules.catalog.len(),
+            self.faq_file.as_ref().map_or("none".to_owned(), |p| p.display().to_string()),
+            self.rules.faq.len(),
         )
     }
 }
@@ -434,6 +438,14 @@ impl RawConfig {
                 Catalog::default()
             }),
         };
+        let faq_file = (!self.rules.faq_file.as_os_str().is_empty()).then_some(self.rules.faq_file);
+        let faq = match &faq_file {
+            None => KnowledgeBase::default(),
+            Some(path) => load_faq(path).unwrap_or_else(|e| {
+                p.push(format!("rules.faq_file: {e}"));
+                KnowledgeBase::default()
+            }),
+        };
         require(&mut p,
             tracing_level_ok(&self.log.level),
             "log.level: must be one of error, warn, info, debug, trace (or a RUST_LOG-style filter)",
@@ -518,9 +530,14 @@ impl RawConfig {
             admin_listen: admin,
             log_format: self.log.format,
             log_level: self.log.level,
-            rules: Rules { policy, catalog },
+            rules: Rules {
+                policy,
+                catalog,
+                faq,
+            },
             policy_file,
             catalog_file,
+            faq_file,
         })
     }
 }
@@ -559,6 +576,76 @@ pub fn parse_catalog(text: &str) -> Result<Catalog, String> {
     let file: CatalogFile = toml::from_str(text).map_err(|e| e.to_string())?;
     Catalog::new(file.product)
 }
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FaqFile {
+    #[serde(default)]
+    entry: Vec<FaqFileEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FaqFileEntry {
+    id: String,
+    question: String,
+    answer: String,
+    #[serde(default)]
+    keywords: Vec<String>,
+    #[serde(default)]
+    page: Option<String>,
+}
+
+/// Reads a knowledge base: `[[entry]]` tables with id, question, answer, optional keywords and
+/// the FAQ page that shows the answer.
+pub fn load_faq(path: &Path) -> Result<KnowledgeBase, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    parse_faq(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Parses knowledge-base TOML text; every problem at once, each naming its entry.
+pub fn parse_faq(text: &str) -> Result<KnowledgeBase, String> {
+    let file: FaqFile = toml::from_str(text).map_err(|e| e.to_string())?;
+    let mut problems = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, e) in file.entry.iter().enumerate() {
+        for (field, value) in [
+            ("id", &e.id),
+            ("question", &e.question),
+            ("answer", &e.answer),
+        ] {
+            if value.trim().is_empty() {
+                problems.push(format!(
+                    "entry {} ({:?}): {field} must not be empty",
+                    i + 1,
+                    e.id
+                ));
+            }
+        }
+        if !seen.insert(e.id.as_str()) {
+            problems.push(format!("entry {}: id {:?} appears twice", i + 1, e.id));
+        }
+    }
+    if !problems.is_empty() {
+        return Err(problems.join("; "));
+    }
+    Ok(KnowledgeBase::new(
+        file.entry
+            .into_iter()
+            .map(|e| FaqEntry {
+                id: e.id,
+                question: e.question,
+                answer: e.answer,
+                keywords: e.keywords,
+                page: e.page,
+            })
+            .collect(),
+    ))
+}
+
+/// The example knowledge base shipped in deploy/ (used by `tact demo`).
+pub const EXAMPLE_FAQ: &str = include_str!("../../../deploy/faq.example.toml");
 
 /// The example catalog shipped in deploy/ (used by `tact demo`).
 pub const EXAMPLE_CATALOG: &str = include_str!("../../../deploy/catalog.example.toml");

@@ -1,12 +1,16 @@
 //! A deterministic synthetic clickstream with realistic sessions: browsers who circle one
-//! category, shoppers who buy, gift buyers, visitors who struggle with search and the FAQ, and a
-//! few events of types tact does not know. Consent commands precede a customer's first event.
+//! category, shoppers who buy, gift buyers, visitors who struggle with search and the FAQ (some
+//! of whom ask for a chat or a callback, with the contact system's `CALLBACK_DONE` replies), and
+//! a few events of types tact does not know. Consent commands precede a customer's first event.
 //! Used by `tact generate`, `tact demo` and the benchmarks.
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use std::collections::HashMap;
-use tact_core::{ClickEvent, CommandBody, EventKind, Item, ProfileCommand, Purpose, Timestamp};
+use tact_core::{
+    callback_decision_id, ClickEvent, CommandBody, EventKind, Item, ProfileCommand, Purpose,
+    Timestamp,
+};
 
 const CATEGORIES: [&str; 10] = [
     "widgets",
@@ -92,6 +96,12 @@ enum Step {
     Cart(&'static str, u32),
     Purchase(&'static str, u32, bool),
     Dismiss,
+    /// The visitor clicks the chat icon.
+    ChatRequest,
+    /// "Call me" about a product...
+    CallbackRequest(&'static str, u32),
+    /// ...and the contact system's report, this many ms later.
+    CallbackDone(i64),
     Unknown,
 }
 
@@ -106,6 +116,8 @@ pub struct Generator {
     pending: std::collections::VecDeque<Generated>,
     clock: i64,
     counter: u64,
+    /// The request event of each customer's open callback (the contact system's memory).
+    callbacks: HashMap<u64, String>,
 }
 
 fn customer_id(n: u64) -> String {
@@ -123,6 +135,7 @@ impl Generator {
             active: Default::default(),
             pending: Default::default(),
             counter: 0,
+            callbacks: HashMap::new(),
         }
     }
 
@@ -174,6 +187,17 @@ impl Generator {
                 ));
                 if r.random_bool(0.5) {
                     steps.push(Step::Category(fav));
+                }
+                // Some ask for a person: a chat now, or a call (answered within the hour by
+                // the contact system, mostly).
+                let ask: f64 = r.random();
+                if ask < 0.25 {
+                    steps.push(Step::ChatRequest);
+                } else if ask < 0.4 {
+                    steps.push(Step::CallbackRequest(fav, r.random_range(1..12)));
+                    if r.random_bool(0.8) {
+                        steps.push(Step::CallbackDone(r.random_range(5..55) * 60_000));
+                    }
                 }
             }
             60..=84 => {
@@ -327,6 +351,25 @@ impl Generator {
                 e.kind = EventKind::SuggestionDismissed;
                 e.suggestion_kind = Some("recommendation".into());
             }
+            Step::ChatRequest => {
+                e.kind = EventKind::ChatRequested;
+                e.page = Some("/help".into());
+            }
+            Step::CallbackRequest(c, n) => {
+                e.kind = EventKind::CallbackRequested;
+                e.category = Some((*c).to_owned());
+                e.product_id = Some(format!("{c}-{n}"));
+                self.callbacks.insert(customer, e.event_id.clone());
+            }
+            Step::CallbackDone(_) => {
+                // The contact system names the callback decision it answered.
+                e.kind = EventKind::CallbackDone;
+                e.dwell_ms = None;
+                e.decision_id = self
+                    .callbacks
+                    .remove(&customer)
+                    .map(|request| callback_decision_id(&e.customer_id, &request));
+            }
             Step::Unknown => e.kind = EventKind::Unknown("HOVER".into()),
         }
         e
@@ -366,6 +409,9 @@ impl Iterator for Generator {
             let step = s.steps[s.next].clone();
             s.next += 1;
             s.clock += 10_000 + (s.customer % 50) as i64 * 1_000;
+            if let Step::CallbackDone(after) = step {
+                s.clock += after;
+            }
             (s.customer, s.id.clone(), s.clock, step)
         };
         self.clock += 1_000;

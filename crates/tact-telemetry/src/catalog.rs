@@ -278,6 +278,17 @@ pub struct Metrics {
     pub interleave_held: Gauge,
     pub erasures: Counter,
     pub erasure_lag: Histogram,
+    pub callbacks_requested: Counter,
+    pub callbacks_done: Family<OutcomeLabel, Counter>,
+    pub callback_answer: Histogram,
+    pub callback_breaches: Counter,
+}
+
+/// How a callback ended: `on_time`, `late` (after its due time), or `unknown` (a report naming no
+/// open callback).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    pub outcome: &'static str,
 }
 
 impl Metrics {
@@ -302,6 +313,14 @@ impl Metrics {
             erasure_lag: Histogram::new([
                 0.01, 0.1, 1.0, 10.0, 60.0, 600.0, 3600.0, 21600.0, 86400.0, 259200.0,
             ]),
+            callbacks_requested: Counter::default(),
+            callbacks_done: Family::default(),
+            // 1 min .. 3 days, with the promised hour in the middle.
+            callback_answer: Histogram::new([
+                60.0, 300.0, 900.0, 1800.0, 2700.0, 3600.0, 5400.0, 7200.0, 14400.0, 86400.0,
+                259200.0,
+            ]),
+            callback_breaches: Counter::default(),
         };
         registry.register(
             "unknown_events",
@@ -345,6 +364,30 @@ impl Metrics {
             Unit::Seconds,
             m.erasure_lag.clone(),
         );
+        registry.register(
+            "callbacks_requested",
+            "\"Call me\" requests routed as callback decisions",
+            m.callbacks_requested.clone(),
+        );
+        registry.register(
+            "callbacks_done",
+            "Callbacks the contact system reported done (CALLBACK_DONE), by outcome: on_time, late, or unknown (naming no open callback)",
+            m.callbacks_done.clone(),
+        );
+        registry.register_with_unit(
+            "callback_answer",
+            "Time from a callback request to the contact system's report that it was done",
+            Unit::Seconds,
+            m.callback_answer.clone(),
+        );
+        registry.register(
+            "callback_breaches",
+            "Callbacks whose due time passed before they were reported done (one escalation each)",
+            m.callback_breaches.clone(),
+        );
+        for outcome in ["on_time", "late", "unknown"] {
+            let _ = m.callbacks_done.get_or_create(&OutcomeLabel { outcome });
+        }
         registry.register(
             "build",
             "Build information",

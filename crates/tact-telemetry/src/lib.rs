@@ -8,7 +8,7 @@ mod http;
 
 pub use catalog::{
     ActionLabel, EdgeMetrics, EventLabel, Exporter, GateReason, InsightsMetrics, KindChannel,
-    KindLabel, Metrics, Names, TopicClass, TopicLabel, TopicPartition,
+    KindLabel, Metrics, Names, OutcomeLabel, TopicClass, TopicLabel, TopicPartition,
 };
 pub use http::{serve, serve_admin, CustomerLookup, Health};
 

@@ -71,6 +71,10 @@ pub fn run_demo(
             tact_runtime::config::parse_catalog(tact_runtime::config::EXAMPLE_CATALOG)
                 .map_err(|e| EdgeError::Setup(format!("the example catalog is invalid: {e}")))?;
     }
+    if settings.rules.faq.is_empty() {
+        settings.rules.faq = tact_runtime::config::parse_faq(tact_runtime::config::EXAMPLE_FAQ)
+            .map_err(|e| EdgeError::Setup(format!("the example knowledge base is invalid: {e}")))?;
+    }
     let temp;
     settings.state_dir = match &opts.state_dir {
         Some(dir) => dir.clone(),
@@ -249,6 +253,32 @@ fn view(bootstrap: &str, decisions: &str, suppressed: &str, stop: &AtomicBool) {
                     what,
                     why
                 );
+                // Hand-offs: what the agent is told, and the answers the widget can show first.
+                if let Some(c) = &d.context {
+                    let searches: Vec<String> = c
+                        .searches
+                        .iter()
+                        .map(|s| format!("{:?} ({} results)", s.query, s.results))
+                        .collect();
+                    println!(
+                        "           for the agent: pages [{}] searches [{}] compared [{}] cart [{}]",
+                        c.pages.join(", "),
+                        searches.join(", "),
+                        c.products_compared.join(", "),
+                        c.cart.join(", ")
+                    );
+                }
+                if let Some(due) = d.due_at.and_then(chrono::DateTime::from_timestamp_millis) {
+                    println!("           due by {}", due.format("%Y-%m-%d %H:%M UTC"));
+                }
+                if !d.suggested_answers.is_empty() {
+                    let answers: Vec<&str> = d
+                        .suggested_answers
+                        .iter()
+                        .map(|a| a.question.as_str())
+                        .collect();
+                    println!("           suggested answers: {}", answers.join(" | "));
+                }
             }
         } else if let Ok(s) = decode_suppressed(bytes) {
             println!(

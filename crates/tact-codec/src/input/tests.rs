@@ -189,7 +189,41 @@ fn decisions_encode_to_the_shipped_schema_and_read_back() {
         created_at: Timestamp(1),
         expires_at: Timestamp(2),
         policy_version: "v".into(),
+        context: None,
+        suggested_answers: Vec::new(),
+        due_at: None,
     };
+    let help = tact_core::Decision {
+        kind: DecisionKind::Callback,
+        channel: tact_core::Channel::Routing,
+        context: Some(tact_core::HelpContext {
+            detector: Some("faq_struggle".into()),
+            evidence: vec!["read 2 help pages".into()],
+            pages: vec!["/help/a".into()],
+            faq_entries: vec!["returns".into()],
+            searches: vec![tact_core::SearchTried {
+                query: "refund".into(),
+                results: 0,
+            }],
+            products_compared: vec!["p1".into(), "p2".into()],
+            cart: vec!["p3".into()],
+        }),
+        suggested_answers: vec![tact_core::SuggestedAnswer {
+            faq_id: "returns".into(),
+            question: "How do I return?".into(),
+            answer: "From your order page.".into(),
+            page: Some("/help/returns".into()),
+            score: 1.5,
+        }],
+        due_at: Some(Timestamp(3_600_000)),
+        ..d.clone()
+    };
+    let back = decode_decision(&Encoder::new(OutputFormat::SingleObject).decision(&help)).unwrap();
+    assert_eq!(back.kind, "CALLBACK");
+    assert_eq!(back.channel, "ROUTING");
+    assert_eq!(back.context, help.context);
+    assert_eq!(back.suggested_answers, help.suggested_answers);
+    assert_eq!(back.due_at, Some(3_600_000));
     for format in [
         OutputFormat::SingleObject,
         OutputFormat::Confluent {
@@ -203,6 +237,7 @@ fn decisions_encode_to_the_shipped_schema_and_read_back() {
         assert_eq!(back.kind, "RECOMMENDATION");
         assert_eq!(back.items, d.items);
         assert_eq!(back.reasons, d.reasons);
+        assert_eq!((back.context, back.due_at), (None, None));
     }
     let single = Encoder::new(OutputFormat::SingleObject).decision(&d);
     assert_eq!(&single[..2], &[0xC3, 0x01]);
@@ -265,4 +300,26 @@ fn a_recipient_birthday_that_is_no_date_is_refused() {
             assert!(got.unwrap_err().message.contains("command.birthday"));
         }
     }
+}
+
+#[test]
+fn click_events_framed_with_the_earlier_schema_still_decode() {
+    // click_event.v1 only lacks the chat and callback types: producers still on it keep working.
+    let current = encode_click(&sample(), InputFormat::AvroSingleObject, 0);
+    let mut v1 = current.clone();
+    v1[2..10].copy_from_slice(crate::schema::click_event_v1().rabin_fingerprint());
+    assert_ne!(v1, current);
+    let decoded = decode_click(&v1, InputFormat::AvroSingleObject, MAX).unwrap();
+    assert_eq!(
+        decoded,
+        decode_click(&current, InputFormat::AvroSingleObject, MAX).unwrap()
+    );
+    let mut other = current;
+    other[2..10].copy_from_slice(&[7; 8]);
+    assert_eq!(
+        decode_click(&other, InputFormat::AvroSingleObject, MAX)
+            .unwrap_err()
+            .class,
+        ErrorClass::WrongSchema
+    );
 }

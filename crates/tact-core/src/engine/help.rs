@@ -366,6 +366,22 @@ pub fn callback_due(
     None
 }
 
+/// The id of the callback decision a `CALLBACK_REQUESTED` event yields (what the contact system
+/// names in `CALLBACK_DONE`; it is also on the decision itself).
+pub fn callback_decision_id(customer_id: &str, request_event_id: &str) -> String {
+    let (kind, channel) = (DecisionKind::Callback.as_str(), Channel::Routing.as_str());
+    crate::id::stable_id(
+        "d",
+        &[
+            customer_id,
+            request_event_id,
+            kind,
+            channel,
+            request_event_id,
+        ],
+    )
+}
+
 /// "Call me": a callback to the routing channel, due `answer_within_minutes` of business time
 /// later, remembered until the contact system reports it done.
 pub(super) fn callback(
@@ -431,6 +447,10 @@ pub(super) fn callback(
     let before = out.decisions.len();
     gates::emit(state, c, cause, policy, out);
     if let Some(d) = out.decisions.get(before) {
+        debug_assert_eq!(
+            d.decision_id,
+            callback_decision_id(cause.customer_id, cause.event_id)
+        );
         push_bounded(
             &mut state.callbacks,
             OpenCallback {

@@ -8,7 +8,7 @@
 use super::{granted, timers, Rules, DAY_MS, MAX_EVIDENCE};
 use crate::decision::{Channel, DecisionKind};
 use crate::event::{ClickEvent, EventKind, Purpose};
-use crate::policy::Policy;
+use crate::policy::{Policy, Tier};
 use crate::state::{
     Backoff, Cart, CartItem, CategoryInterest, ConsentRecord, CustomerState, Gift, GiftMode,
     ProductView, Purchase,
@@ -449,13 +449,20 @@ fn take_back_gift(
     let policy = &rules.policy;
     let window = i64::from(policy.gifts.take_back_recent_days) * DAY_MS;
     let now = ev.event_time;
-    let products: Vec<&str> = ev
+    let products: Vec<(&str, Option<&str>)> = ev
         .items
         .iter()
-        .map(|i| i.product_id.as_str())
-        .chain(ev.product_id.as_deref())
+        .map(|i| (i.product_id.as_str(), i.category.as_deref()))
+        .chain(ev.product_id.as_deref().map(|p| (p, None)))
         .collect();
-    for product in products {
+    for (product, category) in products {
+        // Only a normal-tier product is remembered as gifted (every category the event or the
+        // catalog files it under); a sensitive one leaves no trace.
+        let filed = rules.catalog.get(product).map(|p| p.category.as_str());
+        let rememberable = [category, ev.category.as_deref(), filed]
+            .into_iter()
+            .flatten()
+            .all(|c| policy.tier(c) == Tier::Normal);
         let (taken, kept): (Vec<ProductView>, Vec<ProductView>) =
             std::mem::take(&mut state.product_views)
                 .into_iter()
@@ -495,7 +502,7 @@ fn take_back_gift(
                 c.recent_products.retain(|p| p != product);
             }
         }
-        if personalized && !state.gifted.iter().any(|g| g == product) {
+        if personalized && rememberable && !state.gifted.iter().any(|g| g == product) {
             state.gifted.push(product.to_owned());
             if state.gifted.len() > MAX_GIFTED {
                 state.gifted.remove(0);

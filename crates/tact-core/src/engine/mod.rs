@@ -279,7 +279,7 @@ mod timers;
 pub use crate::decision::Outcome;
 pub use crate::gates::GPC_SOURCE;
 pub use commands::apply_command;
-pub use help::callback_due;
+pub use help::{callback_decision_id, callback_due};
 pub use release::apply_release;
 pub use timers::{apply_timer, next_due, pending_timers, PendingTimer, TimerKind};
 

@@ -9,10 +9,10 @@ use tact_codec::{
     DeadLetter, Encoder, ErrorClass, OutputFormat, Receipt, Stage, DEAD_LETTER_RESERVE,
     MAX_DEAD_LETTER_KEY, MIN_DEAD_LETTER_LIMIT,
 };
-use tact_core::Outcome;
+use tact_core::{CallbackNews, Outcome};
 use tact_edge::{JobError, OutRecord};
 use tact_store::Partition;
-use tact_telemetry::{GateReason, KindChannel, Metrics, TopicClass};
+use tact_telemetry::{GateReason, KindChannel, Metrics, OutcomeLabel, TopicClass};
 
 /// Counts for the end-of-run summary.
 #[derive(Debug, Default, Clone)]
@@ -119,6 +119,29 @@ impl Emitter {
 
     /// Every decision and suppressed candidate of `outcome`, under partition `p`.
     pub fn outcome(&mut self, p: Partition, outcome: Outcome) {
+        for news in &outcome.callbacks {
+            let m = &self.metrics;
+            match *news {
+                CallbackNews::Requested => {
+                    m.callbacks_requested.inc();
+                }
+                CallbackNews::Done { latency_ms, late } => {
+                    let outcome = if late { "late" } else { "on_time" };
+                    m.callbacks_done
+                        .get_or_create(&OutcomeLabel { outcome })
+                        .inc();
+                    m.callback_answer.observe(latency_ms as f64 / 1000.0);
+                }
+                CallbackNews::Breached => {
+                    m.callback_breaches.inc();
+                }
+                CallbackNews::UnknownDone => {
+                    m.callbacks_done
+                        .get_or_create(&OutcomeLabel { outcome: "unknown" })
+                        .inc();
+                }
+            }
+        }
         for d in outcome.decisions {
             self.metrics
                 .decisions
