@@ -601,7 +601,8 @@ def test_dashboard_references_real_metrics():
     unknown = sorted(used - metric_catalog())
     assert not unknown, f"the dashboard references metrics tact does not export: {unknown}"
     for needed in ("tact_partitions_assigned", "tact_partitions_restoring", "tact_rebalances_total",
-                   "tact_restore_records_total", "tact_restore_remaining_records"):
+                   "tact_restore_records_total", "tact_restore_remaining_records",
+                   "tact_callback_answer_seconds_bucket", "tact_callback_breaches_total"):
         assert needed in used, f"no panel shows {needed}"
     cells = set()
     for p in panels:

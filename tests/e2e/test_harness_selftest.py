@@ -55,7 +55,7 @@ def _decision():
             "channel": "ON_SITE", "personalized": True, "items": ["p2", "p1"],
             "reasons": [{"code": "viewed_category", "detail": "You looked at shoes"}],
             "cause_event_id": "e-3", "created_at": 1_700_000_000_123, "expires_at": 1_700_001_800_123,
-            "policy_version": "default-1"}
+            "policy_version": "default-1", "context": None, "suggested_answers": [], "due_at": None}
 
 
 def test_single_object_roundtrip_and_rejections():

@@ -7,18 +7,29 @@
 
 use crate::decision::SuggestedAnswer;
 use bm25::{Language, SearchEngine, SearchEngineBuilder};
+use serde::Deserialize;
 use std::fmt;
 use std::sync::Arc;
 
 /// One prepared answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct FaqEntry {
     pub id: String,
     pub question: String,
     pub answer: String,
+    #[serde(default)]
     pub keywords: Vec<String>,
     /// The site's page for this answer (a `FAQ_VIEW`'s `page`), if it has one.
+    #[serde(default)]
     pub page: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FaqFile {
+    #[serde(default)]
+    entry: Vec<FaqEntry>,
 }
 
 /// The entries and their index. Cheap to clone (the index is shared).
@@ -76,6 +87,35 @@ impl KnowledgeBase {
             entries: Arc::new(unique),
             index: Some(Arc::new(index)),
         }
+    }
+
+    /// Parses a knowledge-base file's text: `[[entry]]` tables with id, question, answer, optional
+    /// keywords and page. Every problem at once, each naming its entry.
+    pub fn from_toml(text: &str) -> Result<KnowledgeBase, String> {
+        let file: FaqFile = toml::from_str(text).map_err(|e| e.to_string())?;
+        let mut problems = Vec::new();
+        for (i, e) in file.entry.iter().enumerate() {
+            for (field, value) in [
+                ("id", &e.id),
+                ("question", &e.question),
+                ("answer", &e.answer),
+            ] {
+                if value.trim().is_empty() {
+                    problems.push(format!(
+                        "entry {} ({:?}): {field} must not be empty",
+                        i + 1,
+                        e.id
+                    ));
+                }
+            }
+            if file.entry[..i].iter().any(|x| x.id == e.id) {
+                problems.push(format!("entry {}: id {:?} appears twice", i + 1, e.id));
+            }
+        }
+        if !problems.is_empty() {
+            return Err(problems.join("; "));
+        }
+        Ok(KnowledgeBase::new(file.entry))
     }
 
     pub fn is_empty(&self) -> bool {
@@ -183,6 +223,29 @@ mod tests {
         let answers = kb().search("shipping delivery time", 3, &["delivery".into()]);
         assert!(answers.iter().all(|a| a.faq_id != "delivery"));
         assert!(KnowledgeBase::default().search("refund", 3, &[]).is_empty());
+    }
+
+    #[test]
+    fn a_knowledge_base_file_reports_every_problem() {
+        let kb = KnowledgeBase::from_toml(
+            "[[entry]]\nid = \"a\"\nquestion = \"q\"\nanswer = \"x\"\nkeywords = [\"k\"]\npage = \"/help/a\"\n",
+        )
+        .unwrap();
+        assert_eq!(kb.by_page("/help/a").unwrap().keywords, ["k"]);
+        let err = KnowledgeBase::from_toml(
+            "[[entry]]\nid = \"a\"\nquestion = \"\"\nanswer = \"x\"\n[[entry]]\nid = \"a\"\nquestion = \"q\"\nanswer = \" \"\n",
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("entry 1 (\"a\"): question must not be empty"),
+            "{err}"
+        );
+        assert!(err.contains("entry 2: id \"a\" appears twice"), "{err}");
+        assert!(
+            err.contains("entry 2 (\"a\"): answer must not be empty"),
+            "{err}"
+        );
+        assert!(KnowledgeBase::from_toml("[[entry]]\nid = \"a\"\nprice = 3\n").is_err());
     }
 
     #[test]

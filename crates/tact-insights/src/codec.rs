@@ -43,6 +43,7 @@ struct WireInsight<'a> {
     window_sensitive_events: i64,
     min_sessions: i32,
     summary: &'a str,
+    faq_answer: Option<&'a str>,
 }
 
 fn long(v: u64) -> i64 {
@@ -73,6 +74,7 @@ pub fn encode_finding(f: &Finding) -> Vec<u8> {
         window_sensitive_events: long(f.window_sensitive_events),
         min_sessions: i32::try_from(f.min_sessions).unwrap_or(i32::MAX),
         summary: &f.summary,
+        faq_answer: f.faq_answer.as_deref(),
     };
     let schema = insight_schema();
     let mut config = SerializerConfig::new(schema);
@@ -107,6 +109,7 @@ pub struct DecodedInsight {
     pub window_sensitive_events: i64,
     pub min_sessions: i32,
     pub summary: String,
+    pub faq_answer: Option<String>,
 }
 
 /// Decodes a single-object encoded finding, checking the fingerprint.
@@ -188,6 +191,7 @@ mod tests {
             flagged: true,
             median_clicks: Some(5),
             median_seconds: None,
+            faq_answer: None,
             clicks: vec![Bucket {
                 label: "5".into(),
                 sessions: 25,

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tact_codec::InputFormat;
 use tact_core::policy::SensitivityPolicy;
-use tact_core::Policy;
+use tact_core::{KnowledgeBase, Policy};
 
 /// The embedded defaults (documented key by key).
 pub const DEFAULT_TOML: &str = include_str!("default.toml");
@@ -77,6 +77,7 @@ struct RawLog {
 #[serde(deny_unknown_fields)]
 struct RawRules {
     policy_file: PathBuf,
+    faq_file: PathBuf,
 }
 
 #[derive(Debug, Deserialize)]
@@ -147,6 +148,7 @@ pub struct InsightsSettings {
     pub log_level: String,
     pub rules: Rules,
     pub policy_file: Option<PathBuf>,
+    pub faq_file: Option<PathBuf>,
 }
 
 /// Why the configuration cannot be used: every problem found, each naming its key.
@@ -394,6 +396,19 @@ impl RawConfig {
                 SensitivityPolicy::default()
             }),
         };
+        let faq_file = (!self.rules.faq_file.as_os_str().is_empty()).then_some(self.rules.faq_file);
+        let faq = match &faq_file {
+            None => KnowledgeBase::default(),
+            Some(path) => std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))
+                .and_then(|text| {
+                    KnowledgeBase::from_toml(&text).map_err(|e| format!("{}: {e}", path.display()))
+                })
+                .unwrap_or_else(|e| {
+                    p.push(format!("rules.faq_file: {e}"));
+                    KnowledgeBase::default()
+                }),
+        };
         let Ok(http_listen) = listen else {
             return Err(ConfigError { problems: p });
         };
@@ -420,6 +435,7 @@ impl RawConfig {
             search_few_results: i.search_few_results,
             faq_deep_scroll: i.faq_deep_scroll,
             sensitivity,
+            faq,
         };
         Ok(InsightsSettings {
             bootstrap_servers: self.kafka.bootstrap_servers,
@@ -450,6 +466,7 @@ impl RawConfig {
             log_level: self.log.level,
             rules,
             policy_file,
+            faq_file,
         })
     }
 }
@@ -501,5 +518,20 @@ mod tests {
         assert_eq!(err.problems.len(), 2, "{err}");
         assert!(err.to_string().contains("insights.min_sessions"));
         assert!(err.to_string().contains("topics.insights"));
+    }
+
+    #[test]
+    fn the_knowledge_base_file_is_loaded_and_a_bad_one_is_named() {
+        let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/faq.example.toml");
+        let env = |path: &str| vec![("TACT_INSIGHTS__RULES__FAQ_FILE".to_owned(), path.to_owned())];
+        let s = InsightsSettings::load(None, &env(shipped)).expect("loads");
+        assert!(s.rules.faq.len() >= 5, "{:?}", s.rules.faq);
+        assert!(s.faq_file.is_some());
+        let err = InsightsSettings::load(None, &env("/nonexistent/faq.toml")).expect_err("missing");
+        assert!(
+            err.to_string()
+                .contains("rules.faq_file: cannot read /nonexistent/faq.toml"),
+            "{err}"
+        );
     }
 }

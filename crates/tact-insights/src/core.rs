@@ -28,7 +28,7 @@
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use tact_core::policy::SensitivityPolicy;
-use tact_core::{ClickEvent, EventKind, PartitionClock, Tier};
+use tact_core::{ClickEvent, EventKind, KnowledgeBase, PartitionClock, Tier};
 
 /// An opaque reference to one session: a salted hash computed at the edge. The core never sees
 /// which person or session it stands for, and nothing derived from it leaves the buffer.
@@ -69,6 +69,8 @@ pub struct Rules {
     pub faq_deep_scroll: f32,
     /// Sensitivity tiers of the tact policy: `never_remember` categories count only in totals.
     pub sensitivity: SensitivityPolicy,
+    /// Prepared answers: a failing search no entry matches is a question the FAQ does not answer.
+    pub faq: KnowledgeBase,
     /// A partition's event time is the latest this many distinct recent sessions have reached
     /// (one session's clock never closes anyone else's sessions or windows).
     pub partition_time_quorum: usize,
@@ -94,6 +96,7 @@ impl Default for Rules {
             search_few_results: 2,
             faq_deep_scroll: 0.7,
             sensitivity: SensitivityPolicy::default(),
+            faq: KnowledgeBase::default(),
         }
     }
 }
@@ -175,6 +178,8 @@ pub struct Finding {
     pub window_sensitive_events: u64,
     pub min_sessions: u64,
     pub summary: String,
+    /// Failing searches: the knowledge-base entry that best matches the query, if any matches.
+    pub faq_answer: Option<String>,
 }
 
 /// A window that closed: its findings and what the threshold held back.
@@ -1289,6 +1294,7 @@ pub fn findings(rules: &Rules, start: i64, end: i64, w: &WindowAgg) -> ClosedWin
         flagged: true,
         median_clicks: None,
         median_seconds: None,
+        faq_answer: None,
         clicks: Vec::new(),
         seconds: Vec::new(),
         via: Vec::new(),
@@ -1419,6 +1425,17 @@ pub fn findings(rules: &Rules, start: i64, end: i64, w: &WindowAgg) -> ClosedWin
             "{n} sessions searched {q:?} and got at most {} results ({zero} got none)",
             rules.search_few_results
         );
+        if !rules.faq.is_empty() {
+            f.faq_answer = rules.faq.search(q, 1, &[]).pop().map(|a| a.faq_id);
+            match &f.faq_answer {
+                Some(id) => f
+                    .summary
+                    .push_str(&format!("; the FAQ answer {id:?} may fit: link it")),
+                None => f
+                    .summary
+                    .push_str("; no FAQ answer matches: a question to answer"),
+            }
+        }
         consider(f, &mut held_back);
     }
 

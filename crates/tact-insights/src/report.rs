@@ -395,6 +395,7 @@ mod tests {
             flagged: true,
             median_clicks: Some(6),
             median_seconds: None,
+            faq_answer: None,
             distribution: vec![Bucket {
                 label: "6".into(),
                 sessions: sessions as u64,

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tact_codec::{InputFormat, OutputFormat};
-use tact_core::{Catalog, FaqEntry, KnowledgeBase, Policy, Product, Rules};
+use tact_core::{Catalog, KnowledgeBase, Policy, Product, Rules};
 
 pub const DEFAULT_TOML: &str = include_str!("default.toml");
 /// Environment variables `TACT__SECTION__KEY` override the file.
@@ -577,27 +577,8 @@ pub fn parse_catalog(text: &str) -> Result<Catalog, String> {
     Catalog::new(file.product)
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FaqFile {
-    #[serde(default)]
-    entry: Vec<FaqFileEntry>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FaqFileEntry {
-    id: String,
-    question: String,
-    answer: String,
-    #[serde(default)]
-    keywords: Vec<String>,
-    #[serde(default)]
-    page: Option<String>,
-}
-
 /// Reads a knowledge base: `[[entry]]` tables with id, question, answer, optional keywords and
-/// the FAQ page that shows the answer.
+/// the FAQ page that shows the answer (see deploy/faq.example.toml).
 pub fn load_faq(path: &Path) -> Result<KnowledgeBase, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
@@ -606,42 +587,7 @@ pub fn load_faq(path: &Path) -> Result<KnowledgeBase, String> {
 
 /// Parses knowledge-base TOML text; every problem at once, each naming its entry.
 pub fn parse_faq(text: &str) -> Result<KnowledgeBase, String> {
-    let file: FaqFile = toml::from_str(text).map_err(|e| e.to_string())?;
-    let mut problems = Vec::new();
-    let mut seen = std::collections::BTreeSet::new();
-    for (i, e) in file.entry.iter().enumerate() {
-        for (field, value) in [
-            ("id", &e.id),
-            ("question", &e.question),
-            ("answer", &e.answer),
-        ] {
-            if value.trim().is_empty() {
-                problems.push(format!(
-                    "entry {} ({:?}): {field} must not be empty",
-                    i + 1,
-                    e.id
-                ));
-            }
-        }
-        if !seen.insert(e.id.as_str()) {
-            problems.push(format!("entry {}: id {:?} appears twice", i + 1, e.id));
-        }
-    }
-    if !problems.is_empty() {
-        return Err(problems.join("; "));
-    }
-    Ok(KnowledgeBase::new(
-        file.entry
-            .into_iter()
-            .map(|e| FaqEntry {
-                id: e.id,
-                question: e.question,
-                answer: e.answer,
-                keywords: e.keywords,
-                page: e.page,
-            })
-            .collect(),
-    ))
+    KnowledgeBase::from_toml(text)
 }
 
 /// The example knowledge base shipped in deploy/ (used by `tact demo`).

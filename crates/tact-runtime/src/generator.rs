@@ -25,6 +25,9 @@ const CATEGORIES: [&str; 10] = [
     "children_books",
 ];
 
+/// A customer seen this recently (event time) continues rather than returns.
+const RECENT_MS: i64 = 31 * 60_000;
+
 /// Where a browser's eye wanders next: accessories of what they like.
 fn companion(category: &'static str) -> &'static str {
     match category {
@@ -98,10 +101,8 @@ enum Step {
     Dismiss,
     /// The visitor clicks the chat icon.
     ChatRequest,
-    /// "Call me" about a product...
-    CallbackRequest(&'static str, u32),
-    /// ...and the contact system's report, this many ms later.
-    CallbackDone(i64),
+    /// "Call me" about a product, answered by the contact system this many ms later (or never).
+    CallbackRequest(&'static str, u32, Option<i64>),
     Unknown,
 }
 
@@ -116,8 +117,8 @@ pub struct Generator {
     pending: std::collections::VecDeque<Generated>,
     clock: i64,
     counter: u64,
-    /// The request event of each customer's open callback (the contact system's memory).
-    callbacks: HashMap<u64, String>,
+    /// The contact system's `CALLBACK_DONE` replies, sent when the stream's clock reaches them.
+    replies: std::collections::VecDeque<(u64, ClickEvent)>,
 }
 
 fn customer_id(n: u64) -> String {
@@ -135,7 +136,7 @@ impl Generator {
             active: Default::default(),
             pending: Default::default(),
             counter: 0,
-            callbacks: HashMap::new(),
+            replies: Default::default(),
         }
     }
 
@@ -194,10 +195,8 @@ impl Generator {
                 if ask < 0.25 {
                     steps.push(Step::ChatRequest);
                 } else if ask < 0.4 {
-                    steps.push(Step::CallbackRequest(fav, r.random_range(1..12)));
-                    if r.random_bool(0.8) {
-                        steps.push(Step::CallbackDone(r.random_range(5..55) * 60_000));
-                    }
+                    let answered = r.random_bool(0.8).then(|| r.random_range(5..55) * 60_000);
+                    steps.push(Step::CallbackRequest(fav, r.random_range(1..12), answered));
                 }
             }
             60..=84 => {
@@ -235,9 +234,20 @@ impl Generator {
 
     fn start_session(&mut self) {
         // A customer has one session at a time, so each customer's events stay in time order.
+        // Most visits come from customers away for longer than the session gap (they are
+        // "returning"); a few from someone seen minutes ago.
+        let mut tries = 0;
         let customer = loop {
             let c = self.rng.random_range(0..self.cfg.customers.max(1));
-            if !self.active.contains(&c) {
+            if self.active.contains(&c) {
+                continue;
+            }
+            tries += 1;
+            let recent = self
+                .last_seen
+                .get(&c)
+                .is_some_and(|last| self.clock - last < RECENT_MS);
+            if !recent || tries >= 8 || self.rng.random_bool(0.3) {
                 break c;
             }
         };
@@ -279,13 +289,16 @@ impl Generator {
                 self.clock
             }
             Some(last) => {
-                // Some come back within the session gap (not "returning"), most after hours.
-                let gap_min: i64 = if self.rng.random_bool(0.3) {
-                    self.rng.random_range(5..20)
+                // Traffic stays roughly in time order, as a site's is: a customer seen within
+                // the last half hour continues 5-20 minutes after their last event (not
+                // "returning"); one seen earlier comes back now. (A return days ahead of
+                // everyone else would run the partition's event time ahead, ending the other
+                // visitors' sessions between their clicks.)
+                if self.clock - *last < RECENT_MS {
+                    (*last + self.rng.random_range(5..20) * 60_000).max(self.clock)
                 } else {
-                    self.rng.random_range(45..3 * 24 * 60)
-                };
-                (*last + gap_min * 60_000).max(self.clock)
+                    self.clock
+                }
             }
         };
         let steps = self.script(customer);
@@ -355,20 +368,26 @@ impl Generator {
                 e.kind = EventKind::ChatRequested;
                 e.page = Some("/help".into());
             }
-            Step::CallbackRequest(c, n) => {
+            Step::CallbackRequest(c, n, answered) => {
                 e.kind = EventKind::CallbackRequested;
                 e.category = Some((*c).to_owned());
                 e.product_id = Some(format!("{c}-{n}"));
-                self.callbacks.insert(customer, e.event_id.clone());
-            }
-            Step::CallbackDone(_) => {
-                // The contact system names the callback decision it answered.
-                e.kind = EventKind::CallbackDone;
-                e.dwell_ms = None;
-                e.decision_id = self
-                    .callbacks
-                    .remove(&customer)
-                    .map(|request| callback_decision_id(&e.customer_id, &request));
+                if let Some(after) = answered {
+                    // The contact system names the callback decision it answered.
+                    self.counter += 1;
+                    let mut done = ClickEvent::new(
+                        &format!("evt-{}-{}", self.cfg.seed, self.counter),
+                        &e.customer_id,
+                        session,
+                        Timestamp(at + after),
+                        EventKind::CallbackDone,
+                    );
+                    done.decision_id = Some(callback_decision_id(&e.customer_id, &e.event_id));
+                    let i = self
+                        .replies
+                        .partition_point(|(_, r)| r.event_time <= done.event_time);
+                    self.replies.insert(i, (customer, done));
+                }
             }
             Step::Unknown => e.kind = EventKind::Unknown("HOVER".into()),
         }
@@ -392,6 +411,18 @@ impl Iterator for Generator {
         if let Some(g) = self.pending.pop_front() {
             return Some(g);
         }
+        // A reply whose time has come, to a customer not in a visit right now (their events stay
+        // in time order).
+        let due = self
+            .replies
+            .iter()
+            .position(|(c, r)| r.event_time.millis() <= self.clock && !self.active.contains(c));
+        if let Some((customer, mut reply)) = due.and_then(|i| self.replies.remove(i)) {
+            let last = self.last_seen.get(&customer).copied().unwrap_or(0);
+            reply.event_time = Timestamp(reply.event_time.millis().max(last));
+            self.last_seen.insert(customer, reply.event_time.millis());
+            return Some(Generated::Click(reply));
+        }
         // Never more sessions than customers: one customer has one session at a time.
         let concurrent = self.cfg.concurrent_sessions.clamp(
             1,
@@ -409,9 +440,6 @@ impl Iterator for Generator {
             let step = s.steps[s.next].clone();
             s.next += 1;
             s.clock += 10_000 + (s.customer % 50) as i64 * 1_000;
-            if let Step::CallbackDone(after) = step {
-                s.clock += after;
-            }
             (s.customer, s.id.clone(), s.clock, step)
         };
         self.clock += 1_000;
@@ -445,11 +473,12 @@ mod tests {
         let mut last: HashMap<String, i64> = HashMap::new();
         let mut commanded = std::collections::HashSet::new();
         let mut returning = 0;
+        let mut latest = 0;
         for g in Generator::new(GeneratorConfig {
-            customers: 50,
+            customers: 500,
             ..Default::default()
         })
-        .take(5000)
+        .take(20_000)
         {
             match g {
                 Generated::Command(c) => {
@@ -466,13 +495,21 @@ mod tests {
                             returning += 1;
                         }
                     }
+                    // Roughly in time order across customers too: nobody runs hours ahead of
+                    // the rest (that would move the partition's time past everyone's sessions).
+                    latest = latest.max(e.event_time.millis());
+                    assert!(
+                        latest - e.event_time.millis() < 45 * 60_000,
+                        "an event {} min behind the stream",
+                        (latest - e.event_time.millis()) / 60_000
+                    );
                     last.insert(e.customer_id, e.event_time.millis());
                 }
             }
         }
         assert!(!commanded.is_empty());
         assert!(
-            returning > 50,
+            returning > 500,
             "the stream has returning customers: {returning}"
         );
     }

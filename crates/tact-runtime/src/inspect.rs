@@ -110,6 +110,11 @@ pub fn explain(customer_id: &str, state: Option<&CustomerState>, policy: &Policy
             "checkout_returns": x.checkout_returns,
             "comparing": x.pingpong.as_ref().map(|pp| json!({"category": pp.category, "products": pp.products})),
             "proposed": x.proposed.iter().map(|(k, subject)| json!({"kind": k.as_str(), "about": subject})).collect::<Vec<_>>(),
+            "trail": s.trail.as_ref().filter(|t| t.session_id == x.id).map(|t| json!({
+                "pages": t.pages.iter().map(|p| &p.page).collect::<Vec<_>>(),
+                "searches": t.searches.iter().map(|q| json!({"query": q.query, "results": q.results})).collect::<Vec<_>>(),
+                "dismissals": t.dismissals,
+            })),
         })
     });
     let cart = s.cart.as_ref().map(|c| {
@@ -156,6 +161,11 @@ pub fn explain(customer_id: &str, state: Option<&CustomerState>, policy: &Policy
         "backoff": s.backoff.iter().map(|b| json!({
             "kind": b.kind.as_str(), "dismissals": b.dismissals, "until": at(b.until),
         })).collect::<Vec<_>>(),
+        "open_callbacks": s.callbacks.iter().map(|c| json!({
+            "decision_id": c.decision_id, "product_id": c.product_id,
+            "requested_at": at(c.requested_at), "due_at": at(c.due_at), "escalated": c.escalated,
+        })).collect::<Vec<_>>(),
+        "gifted": s.gifted.iter().map(|g| json!({"product_id": g, "provenance": "bought as a gift: never shown as the customer's own interest"})).collect::<Vec<_>>(),
         "pending_timers": timers,
         "state": s,
     })

@@ -366,7 +366,7 @@ impl Metrics {
         );
         registry.register(
             "callbacks_requested",
-            "\"Call me\" requests routed as callback decisions",
+            "Call-me requests routed as callback decisions",
             m.callbacks_requested.clone(),
         );
         registry.register(

@@ -75,6 +75,8 @@ pub fn run_demo(
         settings.rules.faq = tact_runtime::config::parse_faq(tact_runtime::config::EXAMPLE_FAQ)
             .map_err(|e| EdgeError::Setup(format!("the example knowledge base is invalid: {e}")))?;
     }
+    // The lane tells which failing searches the knowledge base answers.
+    lane.rules.faq = settings.rules.faq.clone();
     let temp;
     settings.state_dir = match &opts.state_dir {
         Some(dir) => dir.clone(),

@@ -311,6 +311,16 @@ pub(super) fn chat_handoff(state: &CustomerState, ev: &ClickEvent, rules: &Rules
     with_context(c, state, rules, ev.event_time)
 }
 
+/// The shop's time zone (validated with the policy; UTC if it were not).
+fn shop_zone(policy: &Policy) -> chrono_tz::Tz {
+    policy
+        .callback
+        .business_hours
+        .time_zone
+        .parse()
+        .unwrap_or(chrono_tz::UTC)
+}
+
 /// The local "HH:MM" of `t` in `zone`, with the date and zone.
 fn local(zone: chrono_tz::Tz, t: Timestamp) -> String {
     zone.timestamp_millis_opt(t.millis()).single().map_or_else(
@@ -394,11 +404,7 @@ pub(super) fn callback(
     let policy = &rules.policy;
     let cb = &policy.callback;
     let now = ev.event_time;
-    let zone: chrono_tz::Tz = cb
-        .business_hours
-        .time_zone
-        .parse()
-        .unwrap_or(chrono_tz::UTC);
+    let zone = shop_zone(policy);
     // A policy that passed validation always yields a due time; the fallback keeps the promise
     // literal rather than dropping the request.
     let (due, outside) = callback_due(now, cb.answer_within_minutes, &cb.business_hours)
@@ -495,12 +501,7 @@ pub(super) fn escalate_overdue(
     state
         .callbacks
         .retain(|c| !(c.escalated && now.since(c.due_at) >= FORGET_ESCALATED_MS));
-    let zone: chrono_tz::Tz = policy
-        .callback
-        .business_hours
-        .time_zone
-        .parse()
-        .unwrap_or(chrono_tz::UTC);
+    let zone = shop_zone(policy);
     let overdue: Vec<OpenCallback> = state
         .callbacks
         .iter()

@@ -461,3 +461,60 @@ fn a_zero_duplicate_window_applies_every_event() {
     assert!(!apply_event(&mut s, &v, &rules).duplicate);
     assert!(s.recent_events.is_empty());
 }
+
+#[test]
+fn a_gift_for_a_named_recipient_moves_the_buyers_views_of_it_to_the_recipient() {
+    let rules = Rules::default();
+    let mut s = CustomerState::default();
+    grant(&mut s, true);
+    apply_command(
+        &mut s,
+        &cmd(CommandBody::UpsertRecipient {
+            recipient_id: "niece".into(),
+            name: "Mia".into(),
+            birthday: None,
+            interests: Vec::new(),
+        }),
+        &rules,
+    );
+    for (i, p) in ["kite", "kite", "ball"].iter().enumerate() {
+        apply_event(
+            &mut s,
+            &view(&format!("v{i}"), "s1", i as i64, "toys", p),
+            &rules,
+        );
+    }
+    assert_eq!(s.interests[0].views, 3);
+    apply_command(
+        &mut s,
+        &cmd(CommandBody::SetGiftMode {
+            enabled: true,
+            recipient_id: Some("niece".into()),
+            until: None,
+        }),
+        &rules,
+    );
+    let mut buy = ev("b1", "s1", 5, EventKind::Purchase);
+    buy.items = vec![Item {
+        product_id: "kite".into(),
+        category: Some("toys".into()),
+        quantity: 1,
+        unit_price_cents: 900,
+    }];
+    apply_event(&mut s, &buy, &rules);
+    // The two kite views went with the gift; the ball view stays the buyer's own.
+    let toys = s.interests.iter().find(|c| c.category == "toys").unwrap();
+    assert_eq!(toys.views, 1, "{toys:?}");
+    assert_eq!(toys.recent_products, ["ball"]);
+    assert_eq!(s.gifted, ["kite"]);
+    let niece = &s.recipients[0];
+    let viewed = niece.viewed.iter().find(|c| c.category == "toys").unwrap();
+    assert!(
+        viewed.views >= 2 && viewed.recent_products.contains(&"kite".to_owned()),
+        "{viewed:?}"
+    );
+    assert!(niece.gifts.iter().any(|g| g.product_id == "kite"));
+    // Withdrawing consent forgets the gift list too (it was learned under it).
+    grant(&mut s, false);
+    assert!(s.gifted.is_empty() && s.product_views.iter().all(|v| !v.learned));
+}

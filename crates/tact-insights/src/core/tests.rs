@@ -677,3 +677,36 @@ fn one_session_stamped_far_ahead_ends_no_other_session_and_makes_no_one_late() {
     );
     assert_eq!(t.late_events, 0, "a normal event is not late");
 }
+
+#[test]
+fn failing_searches_say_whether_the_knowledge_base_answers_them() {
+    let faq = tact_core::KnowledgeBase::from_toml(
+        "[[entry]]\nid = \"vouchers\"\nquestion = \"How do gift cards work?\"\nanswer = \"...\"\nkeywords = [\"gift card\", \"voucher\"]\n",
+    )
+    .unwrap();
+    let mut a = Aggregator::new(Rules { faq, ..rules(2) });
+    let mut t = Tally::default();
+    for s in 0..2 {
+        let c = format!("c{s}");
+        for (i, q) in ["gift card", "zebra xylophone"].iter().enumerate() {
+            let mut search = ev(&c, "s", T0 + i as i64 * MIN, EventKind::Search, "/search");
+            search.search_query = Some((*q).into());
+            search.search_results = Some(0);
+            a.apply(0, sref(s), &search, &mut t);
+        }
+    }
+    let closed = flush(&mut a, &[0], T0 + 10 * HOUR);
+    let answer = |q: &str| {
+        let f = closed[0]
+            .findings
+            .iter()
+            .find(|f| f.kind == FindingKind::FailingSearch && f.subject == q)
+            .unwrap_or_else(|| panic!("no finding for {q}: {:?}", closed[0].findings));
+        (f.faq_answer.clone(), f.summary.clone())
+    };
+    let (id, summary) = answer("gift card");
+    assert_eq!(id.as_deref(), Some("vouchers"), "{summary}");
+    let (id, summary) = answer("zebra xylophone");
+    assert_eq!(id, None);
+    assert!(summary.contains("no FAQ answer matches"), "{summary}");
+}

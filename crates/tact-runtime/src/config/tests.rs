@@ -196,3 +196,20 @@ fn the_example_catalog_loads_and_indexes_compatibility() {
         .to_string()
         .contains("listed twice"));
 }
+
+#[test]
+fn the_example_knowledge_base_loads_and_a_broken_one_names_its_entry() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/faq.example.toml");
+    let f = write(&format!("[rules]\nfaq_file = {:?}\n", path));
+    let s = Settings::load(Some(f.path()), &[]).expect("load");
+    let answers = s.rules.faq.search("how do I get a refund", 1, &[]);
+    assert_eq!(answers[0].faq_id, "returns");
+    assert!(s.describe().contains("answers)"), "{}", s.describe());
+    let broken = write("[[entry]]\nid = \"x\"\nquestion = \"\"\nanswer = \"a\"\n");
+    let f = write(&format!("[rules]\nfaq_file = {:?}\n", broken.path()));
+    let text = Settings::load(Some(f.path()), &[]).unwrap_err().to_string();
+    assert!(
+        text.contains("rules.faq_file") && text.contains("question must not be empty"),
+        "{text}"
+    );
+}
