@@ -24,6 +24,7 @@ import pytest
 
 from harness import committed_offsets, read_topic, wait_until
 from test_gate_chain_scenarios import POLICY, Shop, at
+from workload import callback_decision_id
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -153,6 +154,8 @@ def test_callbacks_are_due_in_business_hours_and_an_unanswered_one_escalates_exa
     assert night["due_at"] == at(1, "10:00"), "asked at 22:00: due at opening + 60 min"
     assert any(r["code"] == "outside_business_hours" for r in night["reasons"]), night["reasons"]
     assert late["expires_at"] >= late["due_at"], "a callback stays valid until it is due"
+    # The id is the core's deterministic one (the workload of the fault tests computes it too).
+    assert kept["decision_id"] == callback_decision_id(kept["customer_id"], kept["cause_event_id"])
     # The contact system answers one in time (it names the callback decision).
     shop.clicks([shop.ev("kept", "s1", at(0, "14:30"), "CALLBACK_DONE", decision_id=kept["decision_id"])])
     m = shop.tact.metrics()

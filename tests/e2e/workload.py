@@ -1,7 +1,8 @@
 """A deterministic shop's worth of input for the tests that compare a faulty run with a straight
 one (tests/e2e/test_crash_recovery.py, tests/faults/matrix.py): customers with consent or
 without, sessions of page, category and product views, searches, carts, purchases (some gifts),
-FAQ reads, and profile commands spread over each customer's own activity."""
+FAQ reads, chat and callback requests (some callbacks answered by the contact system, the others
+escalating on their timer), and profile commands spread over each customer's own activity."""
 
 from __future__ import annotations
 
@@ -69,9 +70,61 @@ def generate(tag: str, rng: random.Random, t_end: int, n_customers: int = 20):
                 t += rng.randint(3_000, 150_000)
             # next session: mostly well after the 30 min gap, sometimes a new session id sooner
             t += rng.choice([rng.randint(31, 600), rng.randint(60, 3000), rng.randint(5, 25)]) * MIN
+    events += asks_for_help(customers, events, random.Random(f"{tag}-help"))
     events.sort(key=lambda e: (e["event_time"], e["event_id"]))
     assert events[-1]["event_time"] < t_end + 30 * 24 * 60 * MIN
     return customers, commands, events
+
+
+def stable_id(prefix: str, parts: list[str]) -> str:
+    """tact-core's deterministic id (crates/tact-core/src/id.rs): two FNV-1a 64 passes."""
+    prime, mask = 0x100000001B3, (1 << 64) - 1
+    a, b = 0xCBF29CE484222325, 0x6C62272E07BB0142
+
+    def feed(data: bytes) -> None:
+        nonlocal a, b
+        for byte in data:
+            a = ((a ^ byte) * prime) & mask
+            b = ((b ^ (((byte << 3) | (byte >> 5)) & 0xFF)) * prime) & mask
+
+    feed(prefix.encode())
+    for part in parts:
+        feed(b"\xff")
+        feed(part.encode())
+    return f"{prefix}-{a:016x}{b:016x}"
+
+
+def callback_decision_id(customer_id: str, request_event_id: str) -> str:
+    """The id of the callback decision a CALLBACK_REQUESTED yields (what CALLBACK_DONE names)."""
+    return stable_id("d", [customer_id, request_event_id, "callback", "routing", request_event_id])
+
+
+def asks_for_help(customers: list[str], events: list[dict], rng: random.Random) -> list[dict]:
+    """A quarter of the customers ask for a chat or a call in one of their visits, 1 ms after one
+    of their events; half the calls are answered 20 minutes later, the rest escalate when the
+    partition's time passes their due time. Drawn from their own random stream, so the rest of
+    the workload is the same with or without them."""
+    by_customer: dict[str, list[dict]] = {}
+    for ev in events:
+        by_customer.setdefault(ev["customer_id"], []).append(ev)
+    out = []
+    for i, cid in enumerate(customers):
+        own = by_customer.get(cid, [])
+        if i % 4 != 1 or len(own) < 10:
+            continue
+        at = rng.choice(own[3:-3])
+        t, sid = at["event_time"] + 1, at["session_id"]
+        if rng.random() < 0.3:
+            out.append(click(cid, sid, t, "CHAT_REQUESTED", event_id=f"{cid}-chat", page="/help"))
+            continue
+        cat = rng.choice(sorted(CATALOG))
+        req = click(cid, sid, t, "CALLBACK_REQUESTED", event_id=f"{cid}-call",
+                    category=cat, product_id=rng.choice(CATALOG[cat]))
+        out.append(req)
+        if rng.random() < 0.5:
+            out.append(click(cid, sid, t + 20 * MIN, "CALLBACK_DONE", event_id=f"{cid}-called",
+                             decision_id=callback_decision_id(cid, req["event_id"])))
+    return out
 
 
 
