@@ -5,7 +5,8 @@
 //! fault (as the user wrote it), all at once, never just the first.
 
 use figment::providers::{Format, Toml};
-use figment::Figment;
+use figment::value::{Dict, Map};
+use figment::{Figment, Metadata, Profile, Provider};
 use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -29,13 +30,43 @@ pub fn load<T: DeserializeOwned>(
         }
         figment = figment.merge(Toml::file_exact(path));
     }
-    figment = figment.merge(Toml::string(&env_toml(env, prefix)?));
+    figment = figment.merge(EnvVars {
+        toml: env_toml(env, prefix)?,
+    });
     figment.extract().map_err(|e| {
-        // Figment names keys by profile ("default.output.format"); users wrote "output.format".
         e.into_iter()
-            .map(|e| e.to_string().replace("\"default.", "\""))
+            .map(|e| {
+                // A value from the environment is named by its variable, as the user set it.
+                if e.metadata.as_ref().is_some_and(|m| m.name == ENV_SOURCE) {
+                    let keys = e.path.iter().skip_while(|p| p.as_str() == "default");
+                    let var: Vec<String> = keys.map(|p| p.to_ascii_uppercase()).collect();
+                    return format!("{prefix}{}: {}", var.join("__"), e.kind);
+                }
+                // Figment names keys by profile ("default.output.format"); users wrote
+                // "output.format".
+                e.to_string().replace("\"default.", "\"")
+            })
             .collect()
     })
+}
+
+/// What figment calls the environment's values (and how errors find them).
+const ENV_SOURCE: &str = "environment variables";
+
+/// The `PREFIX__SECTION__KEY` pairs as a figment provider of their own, so an error in one of
+/// them names the variable, not a TOML string.
+struct EnvVars {
+    toml: String,
+}
+
+impl Provider for EnvVars {
+    fn metadata(&self) -> Metadata {
+        Metadata::named(ENV_SOURCE)
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        Toml::string(&self.toml).data()
+    }
 }
 
 /// The process environment's variables starting with `prefix`.
@@ -156,10 +187,10 @@ mod tests {
         assert_eq!(errs.len(), 2, "{errs:?}");
         assert!(errs.iter().all(|e| e.contains("expected P__SECTION__KEY")));
         let errs = load::<Raw>(DEFAULTS, None, &env(&[("P__A__N", "seven")]), "P__").unwrap_err();
+        assert_eq!(errs.len(), 1, "{errs:?}");
         assert!(
-            errs.iter()
-                .any(|e| e.contains("a.n") && !e.contains("default.")),
-            "{errs:?}"
+            errs[0].starts_with("P__A__N: invalid type") && !errs[0].contains("TOML source"),
+            "the variable at fault is named: {errs:?}"
         );
     }
 

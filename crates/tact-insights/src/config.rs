@@ -209,11 +209,7 @@ fn policy_sensitivity(path: &Path) -> Result<SensitivityPolicy, String> {
 impl RawConfig {
     fn validate(self) -> Result<InsightsSettings, ConfigError> {
         let mut p = Vec::new();
-        require(
-            &mut p,
-            !self.kafka.bootstrap_servers.trim().is_empty(),
-            "kafka.bootstrap_servers: must not be empty",
-        );
+        p.extend(tact_kafka::check_bootstrap(&self.kafka.bootstrap_servers));
         require(
             &mut p,
             !self.kafka.group_id.trim().is_empty(),

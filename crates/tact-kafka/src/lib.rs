@@ -15,6 +15,6 @@ pub use client::{
     consumer_config, max_message_bytes, producer_config, refused_as_too_large, Delivery,
     DeliveryContext, DeliveryError, Membership, DEFAULT_MESSAGE_MAX_BYTES, MANAGED_KEYS,
 };
-pub use properties::{check_client, is_sensitive, shown};
+pub use properties::{check_bootstrap, check_client, is_sensitive, shown};
 pub use rdkafka;
 pub use relay::{Kind, Relay};

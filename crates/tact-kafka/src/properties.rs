@@ -105,6 +105,50 @@ fn suggestion(key: &str) -> Option<&'static str> {
         .map(|(_, n)| n.as_str())
 }
 
+/// Problems with `kafka.bootstrap_servers`: a comma-separated list of `host:port` (an IPv6 host in
+/// brackets), with no scheme and a port librdkafka can dial. One problem per bad entry.
+pub fn check_bootstrap(servers: &str) -> Vec<String> {
+    if servers.trim().is_empty() {
+        return vec!["kafka.bootstrap_servers: must not be empty".to_owned()];
+    }
+    let mut problems = Vec::new();
+    for entry in servers.split(',').map(str::trim) {
+        let bad = |why: &str| {
+            format!(
+                "kafka.bootstrap_servers: {entry:?} {why} (expected host:port, e.g. broker-1:9092)"
+            )
+        };
+        if entry.is_empty() {
+            problems.push(bad("is empty (a stray comma?)"));
+            continue;
+        }
+        if entry.contains("://") {
+            problems.push(bad("has a scheme; give the address only"));
+            continue;
+        }
+        let Some((host, port)) = entry.rsplit_once(':') else {
+            problems.push(bad("has no port"));
+            continue;
+        };
+        let host_ok = if let Some(inner) = host.strip_prefix('[') {
+            inner
+                .strip_suffix(']')
+                .is_some_and(|h| h.parse::<std::net::Ipv6Addr>().is_ok())
+        } else {
+            !host.is_empty()
+                && host
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+        };
+        if !host_ok {
+            problems.push(bad("is not a host name or address"));
+        } else if !port.parse::<u16>().is_ok_and(|p| p > 0) {
+            problems.push(bad("has no valid port (1-65535)"));
+        }
+    }
+    problems
+}
+
 /// Problems with librdkafka passthrough settings (`kafka.client.<key>` as written, so a key
 /// from the environment with underscores is named as given): keys tact manages, keys
 /// librdkafka does not know, values it refuses. Secret values never appear in a message.
@@ -154,6 +198,39 @@ pub fn check_client<'a>(entries: impl IntoIterator<Item = (&'a str, String)>) ->
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn bootstrap_servers_must_be_host_port_lists() {
+        for ok in [
+            "localhost:9092",
+            "b-1.kafka.internal:9092, b-2:9093",
+            "[::1]:9092",
+            "10.0.0.5:19092",
+        ] {
+            assert!(
+                check_bootstrap(ok).is_empty(),
+                "{ok}: {:?}",
+                check_bootstrap(ok)
+            );
+        }
+        for (bad, why) in [
+            ("http://broker:9092", "scheme"),
+            ("broker:notaport", "valid port"),
+            ("a:9092;b", "valid port"),
+            ("broker", "no port"),
+            ("a:9092,,b:9092", "stray comma"),
+            ("bro ker:9092", "host name"),
+            ("broker:0", "valid port"),
+        ] {
+            let problems = check_bootstrap(bad);
+            assert_eq!(problems.len(), 1, "{bad}: {problems:?}");
+            assert!(
+                problems[0].contains(why) && problems[0].starts_with("kafka.bootstrap_servers"),
+                "{bad}: {problems:?}"
+            );
+        }
+        assert_eq!(check_bootstrap(" ").len(), 1);
+    }
     use super::*;
 
     #[test]

@@ -278,11 +278,7 @@ impl Settings {
 impl RawConfig {
     fn validate(self) -> Result<Settings, ConfigError> {
         let mut p: Vec<String> = Vec::new();
-        require(
-            &mut p,
-            !self.kafka.bootstrap_servers.trim().is_empty(),
-            "kafka.bootstrap_servers: must not be empty",
-        );
+        p.extend(tact_kafka::check_bootstrap(&self.kafka.bootstrap_servers));
         require(
             &mut p,
             !self.kafka.group_id.trim().is_empty(),

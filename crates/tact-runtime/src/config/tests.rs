@@ -213,3 +213,32 @@ fn the_example_knowledge_base_loads_and_a_broken_one_names_its_entry() {
         "{text}"
     );
 }
+
+#[test]
+fn a_file_with_four_problems_gets_all_four_named_and_a_bad_variable_is_named_as_set() {
+    let f = write(
+        "[kafka]\nbootstrap_servers = \"http://broker:notaport\"\n[topics]\nclickstream = \"bad topic\"\n[http]\nlisten = \"nope\"\n[policy]\nsession_gap_minutes = 0\n",
+    );
+    let err = Settings::load(Some(f.path()), &[]).unwrap_err();
+    assert_eq!(err.problems.len(), 4, "{err}");
+    for key in [
+        "kafka.bootstrap_servers",
+        "topics.clickstream",
+        "http.listen",
+        "policy.session_gap_minutes",
+    ] {
+        assert!(
+            err.problems.iter().any(|p| p.starts_with(key)),
+            "{key}: {err}"
+        );
+    }
+    let env = vec![(
+        "TACT__PIPELINE__BATCH_MAX_EVENTS".to_owned(),
+        "many".to_owned(),
+    )];
+    let err = Settings::load(None, &env).unwrap_err();
+    assert!(
+        err.problems[0].starts_with("TACT__PIPELINE__BATCH_MAX_EVENTS: invalid type"),
+        "{err}"
+    );
+}
