@@ -70,7 +70,8 @@ def generate(tag: str, rng: random.Random, t_end: int, n_customers: int = 20):
                 t += rng.randint(3_000, 150_000)
             # next session: mostly well after the 30 min gap, sometimes a new session id sooner
             t += rng.choice([rng.randint(31, 600), rng.randint(60, 3000), rng.randint(5, 25)]) * MIN
-    events += asks_for_help(customers, events, random.Random(f"{tag}-help"))
+    # Seeded by the workload's shape (the tag is unique per run), so a seed gives the same asks.
+    events += asks_for_help(customers, events, random.Random(f"help-{n_customers}-{len(events)}"))
     events.sort(key=lambda e: (e["event_time"], e["event_id"]))
     assert events[-1]["event_time"] < t_end + 30 * 24 * 60 * MIN
     return customers, commands, events
