@@ -101,10 +101,10 @@ def callback_decision_id(customer_id: str, request_event_id: str) -> str:
 
 
 def asks_for_help(customers: list[str], events: list[dict], rng: random.Random) -> list[dict]:
-    """A quarter of the customers ask for a chat or a call in one of their visits, 1 ms after one
-    of their events; half the calls are answered 20 minutes later, the rest escalate when the
-    partition's time passes their due time. Drawn from their own random stream, so the rest of
-    the workload is the same with or without them."""
+    """Every fourth customer asks for help once, 1 ms after one of their events: in turn a call the
+    contact system answers 20 minutes later, a call nobody answers (it escalates when the
+    partition's time passes its due time), a chat. Drawn from their own random stream, so the
+    rest of the workload is the same with or without them."""
     by_customer: dict[str, list[dict]] = {}
     for ev in events:
         by_customer.setdefault(ev["customer_id"], []).append(ev)
@@ -115,14 +115,15 @@ def asks_for_help(customers: list[str], events: list[dict], rng: random.Random) 
             continue
         at = rng.choice(own[3:-3])
         t, sid = at["event_time"] + 1, at["session_id"]
-        if rng.random() < 0.3:
+        ask = (i // 4) % 3
+        if ask == 2:
             out.append(click(cid, sid, t, "CHAT_REQUESTED", event_id=f"{cid}-chat", page="/help"))
             continue
         cat = rng.choice(sorted(CATALOG))
         req = click(cid, sid, t, "CALLBACK_REQUESTED", event_id=f"{cid}-call",
                     category=cat, product_id=rng.choice(CATALOG[cat]))
         out.append(req)
-        if rng.random() < 0.5:
+        if ask == 0:
             out.append(click(cid, sid, t + 20 * MIN, "CALLBACK_DONE", event_id=f"{cid}-called",
                              decision_id=callback_decision_id(cid, req["event_id"])))
     return out
