@@ -6,8 +6,8 @@
 use proptest::prelude::*;
 use tact_core::{
     apply_command, apply_event, apply_timer, Catalog, ClickEvent, CommandBody, CustomerState,
-    DecisionKind, EventKind, FaqEntry, Gate, KnowledgeBase, Policy, Product, ProfileCommand,
-    Purpose, Rules, Tier, Timestamp,
+    DecisionKind, EventKind, FaqEntry, KnowledgeBase, Policy, Product, ProfileCommand, Purpose,
+    Rules, Tier, Timestamp,
 };
 
 const START: i64 = 1_772_445_600_000; // 2026-03-02 10:00 UTC, a Monday
@@ -204,9 +204,6 @@ fn check(
                             s.gate,
                             s.reason_code
                         );
-                        if s.kind.is_asked_for() {
-                            prop_assert!(!matches!(s.gate, Gate::Context | Gate::Fatigue));
-                        }
                     }
                     for d in &out.decisions {
                         let Some(ctx) = &d.context else { continue };
