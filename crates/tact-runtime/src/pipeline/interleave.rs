@@ -22,6 +22,9 @@ use tact_core::PartitionClock;
 
 /// How far ahead of its partition's event time a click may be and still order by its own time.
 const FUTURE_MS: i64 = 60 * 60 * 1000;
+/// How many held clicks behind a lane's head tell where the partition is, before its time is
+/// known (a forged click's own neighbours); bounded so a long lane costs no more per release.
+const LOOKAHEAD: usize = 64;
 
 #[derive(Debug)]
 struct Held {
@@ -101,7 +104,9 @@ impl Interleaver {
                 let take_command = match (lanes.clicks.front(), lanes.commands.front()) {
                     (Some(click), Some(cmd)) => {
                         let partition_time = clock.as_ref().map_or(i64::MIN, PartitionClock::time);
-                        cmd.input.time() <= ordering_time(&click.input, &cmd.input, partition_time)
+                        let behind = earliest_behind(&lanes.clicks);
+                        cmd.input.time()
+                            <= ordering_time(&click.input, &cmd.input, partition_time, behind)
                     }
                     (Some(click), None) if now.duration_since(click.since) >= self.max_wait => {
                         false
@@ -137,13 +142,33 @@ impl Interleaver {
     }
 }
 
-/// The time a click competes with `cmd` at: its own, unless it is far ahead of the partition's
-/// time and the command is another customer's (a customer's own clock orders their own records).
-fn ordering_time(click: &Arrived, cmd: &Arrived, partition_time: i64) -> i64 {
+/// The earliest event time among the clicks held just behind the head of `clicks` (up to
+/// [`LOOKAHEAD`] of them), if any.
+fn earliest_behind(clicks: &VecDeque<Held>) -> Option<i64> {
+    clicks
+        .iter()
+        .skip(1)
+        .take(LOOKAHEAD)
+        .filter(|h| h.input.customer_id().is_some())
+        .map(|h| h.input.time())
+        .min()
+}
+
+/// The time a click competes with `cmd` at: its own, unless it is far ahead of where the
+/// partition is (its agreed time, or a click already held behind it, whichever is earlier) and
+/// the command is another customer's (a customer's own clock orders their own records). The
+/// clicks behind it cover a partition's start, before its time is known: a forged event there,
+/// taken at its word, would let every command behind it overtake the clicks after it, even
+/// clicks of the command's own customer.
+fn ordering_time(click: &Arrived, cmd: &Arrived, partition_time: i64, behind: Option<i64>) -> i64 {
     let t = click.time();
-    let far_ahead = partition_time != i64::MIN && t > partition_time.saturating_add(FUTURE_MS);
+    let known = (partition_time != i64::MIN).then_some(partition_time);
+    let Some(reference) = known.into_iter().chain(behind).min() else {
+        return t;
+    };
+    let far_ahead = t > reference.saturating_add(FUTURE_MS);
     if far_ahead && click.customer_id() != cmd.customer_id() {
-        partition_time
+        reference
     } else {
         t
     }
@@ -273,6 +298,50 @@ mod tests {
         assert_eq!(
             order(&il.release(t, &clocks, 2)),
             [(COMMANDS, 1), (CLICKS, 3)]
+        );
+    }
+
+    #[test]
+    fn a_device_a_day_ahead_at_a_partitions_start_lets_no_command_overtake_its_own_customers_click()
+    {
+        const H: i64 = 3_600_000;
+        // No clock yet: the partition has seen no customer. The forger's first click, a day
+        // ahead, is at the head; ann's click at +100 waits behind it, her command at +200.
+        let mut il = Interleaver::new(Duration::ZERO);
+        let t = Instant::now();
+        il.push(
+            vec![
+                input_of("forger", CLICKS, 0, 0, 34 * H),
+                input_of("ann", CLICKS, 0, 1, 10 * H + 100),
+                input_of("ann", COMMANDS, 0, 0, 10 * H + 200),
+                input_of("bob", COMMANDS, 0, 1, 10 * H + 400),
+                input_of("ann", CLICKS, 0, 2, 10 * H + 300),
+            ],
+            t,
+        );
+        assert_eq!(
+            order(&il.release(t, &HashMap::new(), 2)),
+            [
+                (CLICKS, 0),
+                (CLICKS, 1),
+                (COMMANDS, 0),
+                (CLICKS, 2),
+                (COMMANDS, 1)
+            ]
+        );
+        // Honest clicks in time order, an hour apart or more, are taken at their word.
+        let mut il = Interleaver::new(Duration::ZERO);
+        il.push(
+            vec![
+                input_of("ann", CLICKS, 0, 0, 12 * H),
+                input_of("ann", CLICKS, 0, 1, 14 * H),
+                input_of("bob", COMMANDS, 0, 0, 11 * H),
+            ],
+            t,
+        );
+        assert_eq!(
+            order(&il.release(t, &HashMap::new(), 2)),
+            [(COMMANDS, 0), (CLICKS, 0), (CLICKS, 1)]
         );
     }
 
